@@ -1,0 +1,56 @@
+/**
+ * The chat program. One binary, several roles (CHAT_ROLE or --role):
+ * `all` (default, single node: API with the embedded store and in-process bus),
+ * `api`, `gateway`.
+ */
+import { ConfigError, loadConfig, type Config } from "../core/config.js";
+import { createLogger } from "../core/logger.js";
+import { startApi } from "../services/api.js";
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel, { role: config.role, node: config.nodeId });
+  if (config.role === "gateway") {
+    logger.fatal("the gateway role is not available in this build yet");
+    process.exit(2);
+  }
+  const api = await startApi({ config, logger });
+  logger.info({ dataDir: config.dataDir, api: api.server.url }, "chat started");
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      logger.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    logger.info({ signal, graceMs: config.shutdownGraceMs }, "shutting down");
+    api.stop().then(
+      () => {
+        logger.info("stopped");
+        logger.flush();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`chat failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,36 @@
+/**
+ * Every bus subject is built here, under one configurable prefix, so that the
+ * API, the gateways and NATS permissions agree on the names.
+ */
+
+export interface Subjects {
+  readonly prefix: string;
+  /** Events of one channel: messages, joins, leaves, updates. */
+  channel(channelId: bigint): string;
+  /** Events that change what one user's sockets receive: joined, left, DM opened, own flags. */
+  user(userId: bigint): string;
+  /** Parses a channel subject back to its id; undefined for any other subject. */
+  parseChannel(subject: string): bigint | undefined;
+  /** Parses a user subject back to its id; undefined for any other subject. */
+  parseUser(subject: string): bigint | undefined;
+}
+
+export function createSubjects(prefix: string): Subjects {
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) {
+    throw new Error(`subject prefix must be dot-separated tokens of [A-Za-z0-9_-], got ${JSON.stringify(prefix)}`);
+  }
+  const channelPrefix = `${prefix}.ch.`;
+  const userPrefix = `${prefix}.user.`;
+  const parse = (subject: string, head: string): bigint | undefined => {
+    if (!subject.startsWith(head)) return undefined;
+    const rest = subject.slice(head.length);
+    return /^\d{1,20}$/.test(rest) ? BigInt(rest) : undefined;
+  };
+  return {
+    prefix,
+    channel: (channelId) => channelPrefix + channelId.toString(),
+    user: (userId) => userPrefix + userId.toString(),
+    parseChannel: (subject) => parse(subject, channelPrefix),
+    parseUser: (subject) => parse(subject, userPrefix),
+  };
+}

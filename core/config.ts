@@ -1,0 +1,142 @@
+/**
+ * The one place where configuration is read: environment variables (and the
+ * command line's --role), validated at start into one typed Config. Every
+ * other module receives the parts it needs as arguments.
+ */
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { MAX_NODE_ID } from "./ids.js";
+
+export const ROLES = ["all", "api", "gateway"] as const;
+export type Role = (typeof ROLES)[number];
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+export interface Config {
+  /** Which parts of the system this process runs. */
+  role: Role;
+  /** This node's id (0 to 1023), unique among the nodes that mint ids. */
+  nodeId: number;
+  /** Folder for the embedded store and generated secrets. */
+  dataDir: string;
+  api: {
+    host: string;
+    port: number;
+    /** Largest accepted request message, in bytes. */
+    maxRequestBytes: number;
+  };
+  auth: {
+    /** Bearer value of the admin credential; generated into dataDir when absent. */
+    adminToken: string | undefined;
+    /** HMAC key for user tokens; generated into dataDir when absent. */
+    jwtSecret: string | undefined;
+    defaultTokenTtlSeconds: number;
+    maxTokenTtlSeconds: number;
+  };
+  store: { kind: "sqlite" };
+  bus: { kind: "local"; subjectPrefix: string };
+  logLevel: (typeof LOG_LEVELS)[number];
+  /** How long SIGTERM waits for in-flight work before closing anyway. */
+  shutdownGraceMs: number;
+}
+
+/** Thrown by loadConfig; the message lists every bad setting by name. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  ${p}`).join("\n")}`);
+  }
+}
+
+const integer = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `expected an integer from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+const envSchema = z.object({
+  CHAT_ROLE: z.enum(ROLES, { error: `expected one of ${ROLES.join(", ")}` }).default("all"),
+  CHAT_NODE_ID: integer(0, MAX_NODE_ID).default(0),
+  CHAT_DATA_DIR: z.string().min(1, "must not be empty").default("data"),
+  CHAT_API_HOST: z.string().min(1, "must not be empty").default("127.0.0.1"),
+  CHAT_API_PORT: integer(0, 65535).default(8080),
+  CHAT_MAX_REQUEST_BYTES: integer(1024, 64 * 1024 * 1024).default(1024 * 1024),
+  CHAT_ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  CHAT_JWT_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  CHAT_TOKEN_DEFAULT_TTL_SECONDS: integer(60, 366 * 86400).default(86400),
+  CHAT_TOKEN_MAX_TTL_SECONDS: integer(60, 366 * 86400).default(30 * 86400),
+  CHAT_STORE: z.enum(["sqlite"], { error: "expected sqlite" }).default("sqlite"),
+  CHAT_BUS: z.enum(["local"], { error: "expected local" }).default("local"),
+  CHAT_SUBJECT_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, "expected dot-separated tokens of [A-Za-z0-9_-]")
+    .default("chat"),
+  CHAT_LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(", ")}` }).default("info"),
+  CHAT_SHUTDOWN_GRACE_MS: integer(0, 600_000).default(10_000),
+});
+
+/** The environment variables this program reads, for documentation and tests. */
+export const CONFIG_VARIABLES = Object.keys(envSchema.shape);
+
+export interface LoadConfigOptions {
+  env?: NodeJS.ProcessEnv;
+  argv?: string[];
+}
+
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const argv = options.argv ?? process.argv.slice(2);
+  const problems: string[] = [];
+
+  let roleArg: string | undefined;
+  try {
+    const { values } = parseArgs({ args: argv, options: { role: { type: "string" } }, strict: true });
+    roleArg = values.role;
+  } catch (err) {
+    problems.push(`command line: ${(err as Error).message}`);
+  }
+
+  const raw: Record<string, string | undefined> = {};
+  for (const name of CONFIG_VARIABLES) {
+    // An empty variable means "not set", as in most shells' `VAR= cmd` idiom.
+    const value = env[name];
+    raw[name] = value === "" ? undefined : value;
+  }
+  if (roleArg !== undefined) raw.CHAT_ROLE = roleArg;
+
+  const parsed = envSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const name = issue.path.join(".");
+      const got = raw[name];
+      const source = name === "CHAT_ROLE" && roleArg !== undefined ? "--role" : name;
+      problems.push(`${source}: ${issue.message}${got === undefined ? "" : ` (got ${JSON.stringify(got)})`}`);
+    }
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+  const e = parsed.data;
+  if (e.CHAT_TOKEN_DEFAULT_TTL_SECONDS > e.CHAT_TOKEN_MAX_TTL_SECONDS) {
+    throw new ConfigError([
+      `CHAT_TOKEN_DEFAULT_TTL_SECONDS: must not exceed CHAT_TOKEN_MAX_TTL_SECONDS (${e.CHAT_TOKEN_MAX_TTL_SECONDS})`,
+    ]);
+  }
+
+  return {
+    role: e.CHAT_ROLE,
+    nodeId: e.CHAT_NODE_ID,
+    dataDir: path.resolve(e.CHAT_DATA_DIR),
+    api: { host: e.CHAT_API_HOST, port: e.CHAT_API_PORT, maxRequestBytes: e.CHAT_MAX_REQUEST_BYTES },
+    auth: {
+      adminToken: e.CHAT_ADMIN_TOKEN,
+      jwtSecret: e.CHAT_JWT_SECRET,
+      defaultTokenTtlSeconds: e.CHAT_TOKEN_DEFAULT_TTL_SECONDS,
+      maxTokenTtlSeconds: e.CHAT_TOKEN_MAX_TTL_SECONDS,
+    },
+    store: { kind: e.CHAT_STORE },
+    bus: { kind: e.CHAT_BUS, subjectPrefix: e.CHAT_SUBJECT_PREFIX },
+    logLevel: e.CHAT_LOG_LEVEL,
+    shutdownGraceMs: e.CHAT_SHUTDOWN_GRACE_MS,
+  };
+}

@@ -1,0 +1,15 @@
+import { pino, type Logger } from "pino";
+
+export type { Logger };
+
+/** Structured JSON logs; credentials are redacted wherever they appear. */
+export function createLogger(level: string, base: Record<string, unknown> = {}): Logger {
+  return pino({
+    level,
+    base: { pid: process.pid, ...base },
+    redact: {
+      paths: ["token", "*.token", "authorization", "*.authorization", "headers.authorization", "adminToken", "jwtSecret"],
+      censor: "[redacted]",
+    },
+  });
+}

@@ -1,0 +1,191 @@
+/**
+ * The API port: Connect (JSON and binary), gRPC and gRPC-Web on one TCP port,
+ * over HTTP/1.1 and cleartext HTTP/2 (h2c) alike, plus /healthz and /metrics.
+ *
+ * Node has no server that speaks both HTTP/1.1 and h2c on one cleartext
+ * port, so a plain TCP server reads the first bytes of each connection: the
+ * HTTP/2 connection preface starts with "PRI", which no HTTP/1 method does.
+ */
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import { setMaxListeners } from "node:events";
+import type { Logger } from "../core/logger.js";
+import type { ApiMetrics } from "../core/metrics.js";
+import { file_chat_v1_event } from "../gen/chat/v1/event_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import type { Authenticator } from "./auth.js";
+import { registerHealth, type HealthState } from "./health.js";
+import { createAuthInterceptor, createObservabilityInterceptor } from "./interceptors.js";
+import { registerReflection } from "./reflection.js";
+import { createRpcHandler } from "./rpc-handler.js";
+import { CHAT_SERVICES, registerChatServices, type ChatHandlers } from "./routes.js";
+
+export interface ApiServerOptions {
+  host: string;
+  port: number;
+  maxRequestBytes: number;
+  handlers: ChatHandlers;
+  auth: Authenticator;
+  metrics: ApiMetrics;
+  logger: Logger;
+  /** More services to describe in reflection and health (registered by `routes`). */
+  extraServices?: DescService[];
+  /** More routes on the same router, e.g. the event stream for bots. */
+  routes?: (router: ConnectRouter) => void;
+}
+
+export interface ApiServer {
+  /** Base URL, e.g. http://127.0.0.1:8080. */
+  readonly url: string;
+  readonly port: number;
+  readonly health: HealthState;
+  /**
+   * Stops taking connections, reports NOT_SERVING, lets in-flight requests
+   * finish for up to graceMs, then closes whatever is left.
+   */
+  close(graceMs: number): Promise<void>;
+}
+
+const H2_PREFACE = Buffer.from("PRI");
+
+export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
+  const { metrics, logger } = options;
+  const services = [...CHAT_SERVICES, ...(options.extraServices ?? [])];
+  let health: HealthState | undefined;
+  const shutdown = new AbortController();
+  // Every request in flight listens on this signal.
+  setMaxListeners(0, shutdown.signal);
+
+  const rpc = createRpcHandler({
+    logger,
+    readMaxBytes: options.maxRequestBytes,
+    // A misspelled JSON field is an error, not silently ignored (as in Google's JSON APIs).
+    // Binary clients keep protobuf's forward compatibility: unknown fields are skipped.
+    jsonOptions: { ignoreUnknownFields: false },
+    shutdownSignal: shutdown.signal,
+    interceptors: [createObservabilityInterceptor(metrics, logger), createAuthInterceptor(options.auth)],
+    routes(router) {
+      registerChatServices(router, options.handlers);
+      options.routes?.(router);
+      health = registerHealth(router, services);
+      registerReflection(router, [...services, Health], [file_chat_v1_event]);
+    },
+  });
+
+  const handle = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    const path = req.url?.split("?")[0];
+    if (req.method === "GET" && path === "/healthz") {
+      const ok = health?.serving ?? false;
+      res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" });
+      res.end(ok ? "ok\n" : "shutting down\n");
+      return;
+    }
+    if (req.method === "GET" && path === "/metrics") {
+      metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { "content-type": metrics.registry.contentType });
+          res.end(text);
+        },
+        (err: unknown) => {
+          logger.error({ err }, "metrics collection failed");
+          res.writeHead(500);
+          res.end();
+        },
+      );
+      return;
+    }
+    if (rpc(req, res)) return;
+    res.writeHead(404, { "content-type": "text/plain" });
+    res.end("not found\n");
+  };
+
+  const h1 = http.createServer(handle);
+  const h2 = http2.createServer({}, handle);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  const sockets = new Set<net.Socket>();
+  // HTTP/1.1 requests under way per socket. http.Server only tracks idle
+  // connections for sockets it accepted itself, so shutdown does it here.
+  const h1Active = new Map<net.Socket, number>();
+  let draining = false;
+  h1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    h1Active.set(socket, (h1Active.get(socket) ?? 0) + 1);
+    if (draining) res.setHeader("connection", "close");
+    res.once("close", () => {
+      const left = (h1Active.get(socket) ?? 1) - 1;
+      h1Active.set(socket, left);
+      if (draining && left === 0) socket.end();
+    });
+  });
+
+  const h2Sockets = new WeakSet<net.Socket>();
+  const isH2 = (socket: net.Socket) => h2Sockets.has(socket);
+  const tcp = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => {
+      sockets.delete(socket);
+      h1Active.delete(socket);
+    });
+    socket.on("error", () => socket.destroy());
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, H2_PREFACE.length);
+      const couldBeH2 = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (couldBeH2 && head.length < H2_PREFACE.length) return; // wait for more bytes
+      socket.off("data", onData);
+      socket.pause();
+      socket.unshift(head);
+      if (couldBeH2) h2Sockets.add(socket);
+      (couldBeH2 ? h2 : h1).emit("connection", socket);
+      process.nextTick(() => socket.resume());
+    };
+    socket.on("data", onData);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    tcp.once("error", reject);
+    tcp.listen(options.port, options.host, () => {
+      tcp.off("error", reject);
+      resolve();
+    });
+  });
+  const address = tcp.address() as net.AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+  logger.info({ url }, "api listening (Connect, gRPC, gRPC-Web; HTTP/1.1 and h2c)");
+
+  return {
+    url,
+    port: address.port,
+    get health() {
+      if (!health) throw new Error("routes were not registered");
+      return health;
+    },
+    async close(graceMs) {
+      health?.setNotServing();
+      draining = true;
+      const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+      // Stop keep-alive reuse; let requests under way finish, then hang up.
+      for (const session of sessions) session.close();
+      for (const socket of sockets) if (!h1Active.get(socket) && !isH2(socket)) socket.end();
+      health?.closeWatchers();
+      const timer = setTimeout(() => {
+        shutdown.abort();
+        for (const socket of sockets) socket.destroy();
+      }, graceMs);
+      const allClosed = async () => {
+        while (sockets.size > 0) await new Promise((r) => setTimeout(r, 10));
+      };
+      await Promise.all([closed, allClosed()]);
+      clearTimeout(timer);
+    },
+  };
+}

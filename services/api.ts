@@ -1,0 +1,113 @@
+/**
+ * Composition root of the API role: store, bus, ids, auth and the domain
+ * services, served on the API port. `bin/chat.ts` and the tests both start the
+ * API through here, so tests run exactly what production runs.
+ */
+import path from "node:path";
+import type { Bus } from "../bus/bus.js";
+import { createLocalBus } from "../bus/local-bus.js";
+import { createSubjects, type Subjects } from "../bus/subjects.js";
+import type { Config } from "../core/config.js";
+import { createIdGenerator } from "../core/ids.js";
+import type { Logger } from "../core/logger.js";
+import { createApiMetrics, type ApiMetrics } from "../core/metrics.js";
+import { resolveSecret } from "../core/secrets.js";
+import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
+import type { ChatStore } from "../store/store.js";
+import { startApiServer, type ApiServer } from "./api-server.js";
+import { createAuthenticator, type Authenticator } from "./auth.js";
+import { createChannelAccess, createChannelService } from "./channels.js";
+import { createEventPublisher } from "./events.js";
+import { createMessageService } from "./messages.js";
+import type { ChatHandlers } from "./routes.js";
+import { createUserService } from "./users.js";
+
+export interface RunningApi {
+  server: ApiServer;
+  handlers: ChatHandlers;
+  auth: Authenticator;
+  bus: Bus;
+  subjects: Subjects;
+  store: ChatStore;
+  metrics: ApiMetrics;
+  /** Graceful stop: NOT_SERVING, drain requests, flush and close the store and bus. */
+  stop(): Promise<void>;
+}
+
+export interface StartApiOptions {
+  config: Config;
+  logger: Logger;
+  /** Collect Node's default process metrics (off in tests that start many servers). */
+  defaultMetrics?: boolean;
+}
+
+export async function startApi({ config, logger, defaultMetrics }: StartApiOptions): Promise<RunningApi> {
+  const metrics = createApiMetrics({ defaultMetrics: defaultMetrics ?? true });
+  const adminToken = resolveSecret(config.dataDir, "admin-token", config.auth.adminToken);
+  const jwtSecret = resolveSecret(config.dataDir, "jwt-secret", config.auth.jwtSecret);
+  if (typeof adminToken.source === "object") {
+    logger.info({ file: adminToken.source.file, generated: adminToken.source.generated }, "admin token read from file (CHAT_ADMIN_TOKEN not set)");
+  }
+  const auth = createAuthenticator({
+    adminToken: adminToken.value,
+    jwtSecret: jwtSecret.value,
+    defaultTokenTtlSeconds: config.auth.defaultTokenTtlSeconds,
+    maxTokenTtlSeconds: config.auth.maxTokenTtlSeconds,
+  });
+
+  const store = createSqliteStore({
+    file: path.join(config.dataDir, "chat.sqlite"),
+    onBatch(size, seconds) {
+      metrics.storeBatchSize.observe(size);
+      metrics.storeBatchSeconds.observe(seconds);
+    },
+  });
+  const bus = createLocalBus({
+    onHandlerError: (err, subject) => logger.error({ err, subject }, "bus subscriber failed"),
+  });
+  const subjects = createSubjects(config.bus.subjectPrefix);
+  const deps = {
+    store,
+    ids: createIdGenerator({ nodeId: config.nodeId }),
+    events: createEventPublisher({ bus, subjects, logger, metrics }),
+    auth,
+    metrics,
+    logger,
+    now: Date.now,
+  };
+  const access = createChannelAccess(deps);
+  const handlers: ChatHandlers = {
+    users: createUserService(deps),
+    channels: createChannelService(deps, access),
+    messages: createMessageService(deps, access),
+  };
+
+  const server = await startApiServer({
+    host: config.api.host,
+    port: config.api.port,
+    maxRequestBytes: config.api.maxRequestBytes,
+    handlers,
+    auth,
+    metrics,
+    logger,
+  });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    server,
+    handlers,
+    auth,
+    bus,
+    subjects,
+    store,
+    metrics,
+    stop() {
+      stopping ??= (async () => {
+        await server.close(config.shutdownGraceMs);
+        await store.close();
+        await bus.close();
+      })();
+      return stopping;
+    },
+  };
+}

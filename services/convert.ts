@@ -1,0 +1,104 @@
+/** Store records to protobuf messages and protobuf enums to store kinds: the one mapping between them. */
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  ChannelSchema,
+  ChannelType,
+  DeliveryMode,
+  MemberRole,
+  MembershipSchema,
+  Visibility,
+  type Channel,
+  type Membership,
+} from "../gen/chat/v1/channel_pb.js";
+import { MessageSchema, type Message } from "../gen/chat/v1/message_pb.js";
+import { UserSchema, type User } from "../gen/chat/v1/user_pb.js";
+import { timestampOfId } from "../core/ids.js";
+import type {
+  ChannelRecord,
+  ChannelVisibility,
+  DeliveryKind,
+  MembershipRecord,
+  MessageRecord,
+  UserRecord,
+} from "../store/store.js";
+
+export const ts = (ms: number): Timestamp => timestampFromMs(ms);
+
+export function userToProto(u: UserRecord): User {
+  return create(UserSchema, { id: u.id, name: u.name, email: u.email, createdAt: ts(u.createdAt) });
+}
+
+const deliveryToProto: Record<DeliveryKind, DeliveryMode> = {
+  persisted: DeliveryMode.PERSISTED,
+  fast: DeliveryMode.FAST,
+  ephemeral: DeliveryMode.EPHEMERAL,
+};
+
+export function deliveryFromProto(mode: DeliveryMode): DeliveryKind | undefined {
+  switch (mode) {
+    case DeliveryMode.UNSPECIFIED:
+    case DeliveryMode.PERSISTED:
+      return "persisted";
+    case DeliveryMode.FAST:
+      return "fast";
+    case DeliveryMode.EPHEMERAL:
+      return "ephemeral";
+    default:
+      return undefined;
+  }
+}
+
+export function visibilityFromProto(v: Visibility): ChannelVisibility | undefined {
+  switch (v) {
+    case Visibility.UNSPECIFIED:
+    case Visibility.PUBLIC:
+      return "public";
+    case Visibility.PRIVATE:
+      return "private";
+    default:
+      return undefined;
+  }
+}
+
+export function deliveryModeOf(c: ChannelRecord): DeliveryMode {
+  return deliveryToProto[c.delivery];
+}
+
+export function channelToProto(c: ChannelRecord): Channel {
+  return create(ChannelSchema, {
+    id: c.id,
+    type: c.kind === "group" ? ChannelType.GROUP : ChannelType.DIRECT,
+    name: c.name,
+    visibility: c.visibility === "public" ? Visibility.PUBLIC : Visibility.PRIVATE,
+    delivery: deliveryToProto[c.delivery],
+    topic: c.topic,
+    createdBy: c.createdBy,
+    createdAt: ts(c.createdAt),
+    directUserIds: c.directUserIds,
+  });
+}
+
+export function membershipToProto(m: MembershipRecord): Membership {
+  return create(MembershipSchema, {
+    channelId: m.channelId,
+    userId: m.userId,
+    role: m.role === "owner" ? MemberRole.OWNER : MemberRole.MEMBER,
+    isStar: m.isStar,
+    isFavorite: m.isFavorite,
+    mute: m.mute,
+    preferences: m.preferences,
+    joinedAt: ts(m.joinedAt),
+  });
+}
+
+export function messageToProto(m: MessageRecord): Message {
+  return create(MessageSchema, {
+    id: m.id,
+    channelId: m.channelId,
+    senderId: m.senderId,
+    text: m.text,
+    createdAt: ts(timestampOfId(m.id)),
+    clientMsgId: m.clientMsgId,
+  });
+}

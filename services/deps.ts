@@ -1,0 +1,18 @@
+import type { IdGenerator } from "../core/ids.js";
+import type { Logger } from "../core/logger.js";
+import type { ApiMetrics } from "../core/metrics.js";
+import type { ChatStore } from "../store/store.js";
+import type { Authenticator } from "./auth.js";
+import type { EventPublisher } from "./events.js";
+
+/** What the domain services need from the rest of the process. */
+export interface ServiceDeps {
+  store: ChatStore;
+  ids: IdGenerator;
+  events: EventPublisher;
+  auth: Authenticator;
+  metrics: ApiMetrics;
+  logger: Logger;
+  /** Unix milliseconds; replaceable in tests. */
+  now: () => number;
+}

@@ -1,0 +1,17 @@
+/** Maps store errors to RPC status codes, keeping the original as cause. */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { AlreadyExistsError, NotFoundError } from "../store/store.js";
+
+export function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof NotFoundError) return new ConnectError(err.message, Code.NotFound, undefined, undefined, err);
+  if (err instanceof AlreadyExistsError) {
+    return new ConnectError(err.message, Code.AlreadyExists, undefined, undefined, err);
+  }
+  // Anything else is a bug or an outage: say so without leaking internals.
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+}
+
+export const notFound = (what: string) => new ConnectError(`${what} not found`, Code.NotFound);
+export const permissionDenied = (why: string) => new ConnectError(why, Code.PermissionDenied);
+export const failedPrecondition = (why: string) => new ConnectError(why, Code.FailedPrecondition);

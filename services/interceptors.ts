@@ -1,0 +1,67 @@
+/**
+ * Server interceptors around every RPC: authentication by method policy,
+ * error mapping (store errors to codes, internals never leaked), metrics and
+ * a log line for failures.
+ */
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Logger } from "../core/logger.js";
+import type { ApiMetrics } from "../core/metrics.js";
+import { principalKey, type Authenticator } from "./auth.js";
+import { toConnectError } from "./errors.js";
+
+export type AccessPolicy = "public" | "admin" | "admin-or-user" | "user";
+
+/** Who may call what; methods not listed need a user token. */
+const POLICIES: Record<string, AccessPolicy> = {
+  "grpc.health.v1.Health": "public",
+  "grpc.reflection.v1.ServerReflection": "public",
+  "grpc.reflection.v1alpha.ServerReflection": "public",
+  "chat.v1.UserService/CreateUser": "admin",
+  "chat.v1.UserService/IssueToken": "admin",
+  "chat.v1.UserService/GetUser": "admin-or-user",
+  "chat.v1.UserService/ListUsers": "admin-or-user",
+};
+
+export function policyOf(service: string, method: string): AccessPolicy {
+  return POLICIES[`${service}/${method}`] ?? POLICIES[service] ?? "user";
+}
+
+export function createAuthInterceptor(auth: Authenticator): Interceptor {
+  return (next) => async (req) => {
+    const policy = policyOf(req.service.typeName, req.method.name);
+    if (policy !== "public") {
+      const principal = await auth.authenticate(req.header.get("authorization"));
+      if (policy === "admin" && principal.kind !== "admin") {
+        throw new ConnectError("this method needs the admin credential", Code.PermissionDenied);
+      }
+      if (policy === "user" && principal.kind !== "user") {
+        throw new ConnectError("this method needs a user token", Code.PermissionDenied);
+      }
+      req.contextValues.set(principalKey, principal);
+    }
+    return next(req);
+  };
+}
+
+export function createObservabilityInterceptor(metrics: ApiMetrics, logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    const method = `${req.service.typeName}/${req.method.name}`;
+    const stopTimer = metrics.rpcDuration.startTimer({ method });
+    try {
+      const res = await next(req);
+      metrics.rpcRequests.inc({ method, code: "ok" });
+      return res;
+    } catch (err) {
+      const connectErr = toConnectError(err);
+      metrics.rpcRequests.inc({ method, code: Code[connectErr.code] ?? String(connectErr.code) });
+      if (connectErr.code === Code.Internal || connectErr.code === Code.Unknown) {
+        logger.error({ err: connectErr.cause ?? err, method }, "rpc failed");
+      } else {
+        logger.debug({ method, code: Code[connectErr.code], msg: connectErr.rawMessage }, "rpc rejected");
+      }
+      throw connectErr;
+    } finally {
+      stopTimer();
+    }
+  };
+}

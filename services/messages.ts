@@ -1,0 +1,155 @@
+/**
+ * MessageService: posting and history. The WebSocket gateway posts through
+ * this same object, so both paths share authorization, validation,
+ * idempotency and delivery semantics.
+ *
+ * Delivery modes:
+ * - PERSISTED: durable write, then publish, then answer.
+ * - FAST: publish first, then the durable write, then answer. Members see the
+ *   message without waiting for the disk; the sender's answer still waits, so
+ *   an acknowledged message is never lost.
+ * - EPHEMERAL: publish and answer; never stored.
+ */
+import { create } from "@bufbuild/protobuf";
+import { LRUCache } from "lru-cache";
+import {
+  ListMessagesResponseSchema,
+  MessageOrder,
+  PostMessageResponseSchema,
+  type ListMessagesRequest,
+  type ListMessagesResponse,
+  type PostMessageRequest,
+  type PostMessageResponse,
+} from "../gen/chat/v1/message_pb.js";
+import { timestampOfId } from "../core/ids.js";
+import type { MessageRecord } from "../store/store.js";
+import type { UserPrincipal } from "./auth.js";
+import type { ChannelAccess } from "./channels.js";
+import { messageToProto } from "./convert.js";
+import type { ServiceDeps } from "./deps.js";
+import { invalid, optionalId, optionalShortText, pageSize, requireId, requireText } from "./validate.js";
+
+export const MAX_TEXT_LENGTH = 40_000;
+export const MAX_CLIENT_MSG_ID_LENGTH = 64;
+export const DEFAULT_PAGE = 50;
+export const MAX_PAGE = 200;
+/**
+ * A history page whose upper bound is older than this is treated as
+ * immutable: later writes (FAST persistence, clock skew between nodes) land
+ * within this window of their id's time.
+ */
+export const HISTORY_SETTLE_MS = 60_000;
+
+export interface ListMessagesResult {
+  response: ListMessagesResponse;
+  /** True when the page can never change, so HTTP caches may keep it. */
+  immutable: boolean;
+}
+
+export interface MessageService {
+  postMessage(caller: UserPrincipal, req: PostMessageRequest): Promise<PostMessageResponse>;
+  listMessages(caller: UserPrincipal, req: ListMessagesRequest): Promise<ListMessagesResult>;
+}
+
+export function createMessageService(deps: ServiceDeps, access: ChannelAccess): MessageService {
+  const { store, ids, events, metrics, now } = deps;
+  // Concurrent retries of one post share one outcome instead of racing.
+  const inFlight = new Map<string, Promise<PostMessageResponse>>();
+  // EPHEMERAL messages are not stored, so their idempotency keys live here for a while.
+  const recentEphemeral = new LRUCache<string, MessageRecord>({ max: 100_000, ttl: 10 * 60_000 });
+
+  const post = async (caller: UserPrincipal, channelId: bigint, text: string, clientMsgId: string, key: string) => {
+    const { channel } = await access.member(caller, channelId);
+    if (clientMsgId !== "") {
+      const original =
+        channel.delivery === "ephemeral"
+          ? recentEphemeral.get(key)
+          : await store.findMessageByClientMsgId(channelId, caller.userId, clientMsgId);
+      if (original) return create(PostMessageResponseSchema, { message: messageToProto(original), duplicate: true });
+    }
+    // No await between taking the id and queueing the write or the publish:
+    // that keeps each channel's events in id order.
+    const message: MessageRecord = { id: ids.next(), channelId, senderId: caller.userId, text, clientMsgId };
+    let stored = { message, duplicate: false };
+    switch (channel.delivery) {
+      case "persisted":
+        stored = await store.appendMessage(message);
+        if (!stored.duplicate) await events.messagePosted(channel, stored.message);
+        break;
+      case "fast": {
+        const published = events.messagePosted(channel, message);
+        stored = await store.appendMessage(message);
+        await published;
+        break;
+      }
+      case "ephemeral":
+        await events.messagePosted(channel, message);
+        if (clientMsgId !== "") recentEphemeral.set(key, message);
+        break;
+    }
+    if (!stored.duplicate) metrics.messagesPosted.inc({ delivery: channel.delivery });
+    return create(PostMessageResponseSchema, { message: messageToProto(stored.message), duplicate: stored.duplicate });
+  };
+
+  return {
+    async postMessage(caller, req) {
+      const channelId = requireId("channel_id", req.channelId);
+      const text = requireText("text", req.text, MAX_TEXT_LENGTH);
+      const clientMsgId = optionalShortText("client_msg_id", req.clientMsgId, MAX_CLIENT_MSG_ID_LENGTH);
+      if (clientMsgId === "") return post(caller, channelId, text, clientMsgId, "");
+      const key = `${channelId}:${caller.userId}:${clientMsgId}`;
+      const pending = inFlight.get(key);
+      if (pending) {
+        const first = await pending;
+        return create(PostMessageResponseSchema, { message: first.message, duplicate: true });
+      }
+      const attempt = post(caller, channelId, text, clientMsgId, key);
+      inFlight.set(key, attempt);
+      try {
+        return await attempt;
+      } finally {
+        inFlight.delete(key);
+      }
+    },
+
+    async listMessages(caller, req) {
+      const channelId = requireId("channel_id", req.channelId);
+      const limit = pageSize("limit", req.limit, DEFAULT_PAGE, MAX_PAGE);
+      const before = optionalId("before", req.before);
+      const after = optionalId("after", req.after);
+      if (before !== undefined && after !== undefined && before <= after) {
+        throw invalid("before", `must be greater than after (${before} <= ${after})`);
+      }
+      let order: "newest-first" | "oldest-first";
+      switch (req.order) {
+        case MessageOrder.UNSPECIFIED:
+        case MessageOrder.NEWEST_FIRST:
+          order = "newest-first";
+          break;
+        case MessageOrder.OLDEST_FIRST:
+          order = "oldest-first";
+          break;
+        default:
+          throw invalid("order", `unknown value ${req.order}`);
+      }
+      await access.member(caller, channelId);
+      const rows = await store.listMessages(channelId, {
+        ...(before !== undefined && { before }),
+        ...(after !== undefined && { after }),
+        limit: limit + 1,
+        order,
+      });
+      const page = rows.slice(0, limit);
+      const hasMore = rows.length > limit;
+      const response = create(ListMessagesResponseSchema, {
+        messages: page.map(messageToProto),
+        nextCursor: page.at(-1)?.id ?? 0n,
+        hasMore,
+      });
+      // Bounded on both sides by the past: nothing can be added to this page any more.
+      const upper = order === "newest-first" ? before : hasMore ? page.at(-1)?.id : before;
+      const immutable = upper !== undefined && timestampOfId(upper) < now() - HISTORY_SETTLE_MS;
+      return { response, immutable };
+    },
+  };
+}

@@ -1,0 +1,18 @@
+/**
+ * Opaque page tokens for id-ordered listings. A token names the listing it
+ * belongs to, so a token from one listing is rejected by another.
+ */
+import { invalid } from "./validate.js";
+
+export function encodePageToken(listing: string, lastId: bigint): string {
+  return Buffer.from(`${listing}:${lastId}`).toString("base64url");
+}
+
+/** The id after which the page starts; 0 for the first page. */
+export function decodePageToken(field: string, listing: string, token: string): bigint {
+  if (token === "") return 0n;
+  const text = /^[A-Za-z0-9_-]{1,64}$/.test(token) ? Buffer.from(token, "base64url").toString() : "";
+  const match = /^([a-z_]+):(\d{1,19})$/.exec(text);
+  if (!match || match[1] !== listing) throw invalid(field, "invalid page token");
+  return BigInt(match[2]!);
+}

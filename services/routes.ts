@@ -1,0 +1,64 @@
+/** Binds the domain services to their protobuf service definitions. */
+import type { DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { ChannelService } from "../gen/chat/v1/channel_pb.js";
+import { MessageService } from "../gen/chat/v1/message_pb.js";
+import { UserService } from "../gen/chat/v1/user_pb.js";
+import { principalKey, type Principal, type UserPrincipal } from "./auth.js";
+import type { ChannelService as Channels } from "./channels.js";
+import type { MessageService as Messages } from "./messages.js";
+import type { UserService as Users } from "./users.js";
+
+/** The chat services this server speaks (health and reflection come on top). */
+export const CHAT_SERVICES: DescService[] = [UserService, ChannelService, MessageService];
+
+function principal(ctx: HandlerContext): Principal {
+  const p = ctx.values.get(principalKey);
+  // The auth interceptor runs first for every non-public method; reaching here without is a bug.
+  if (!p) throw new ConnectError("not authenticated", Code.Unauthenticated);
+  return p;
+}
+
+function user(ctx: HandlerContext): UserPrincipal {
+  const p = principal(ctx);
+  if (p.kind !== "user") throw new ConnectError("this method needs a user token", Code.PermissionDenied);
+  return p;
+}
+
+export interface ChatHandlers {
+  users: Users;
+  channels: Channels;
+  messages: Messages;
+}
+
+export function registerChatServices(router: ConnectRouter, h: ChatHandlers): void {
+  router.service(UserService, {
+    createUser: (req, ctx) => h.users.createUser(principal(ctx), req),
+    issueToken: (req, ctx) => h.users.issueToken(principal(ctx), req),
+    getUser: (req, ctx) => h.users.getUser(principal(ctx), req),
+    listUsers: (req, ctx) => h.users.listUsers(principal(ctx), req),
+  });
+  router.service(ChannelService, {
+    createChannel: (req, ctx) => h.channels.createChannel(user(ctx), req),
+    getChannel: (req, ctx) => h.channels.getChannel(user(ctx), req),
+    updateChannel: (req, ctx) => h.channels.updateChannel(user(ctx), req),
+    listMyChannels: (req, ctx) => h.channels.listMyChannels(user(ctx), req),
+    joinChannel: (req, ctx) => h.channels.joinChannel(user(ctx), req),
+    leaveChannel: (req, ctx) => h.channels.leaveChannel(user(ctx), req),
+    addMember: (req, ctx) => h.channels.addMember(user(ctx), req),
+    removeMember: (req, ctx) => h.channels.removeMember(user(ctx), req),
+    listMembers: (req, ctx) => h.channels.listMembers(user(ctx), req),
+    openDirectMessage: (req, ctx) => h.channels.openDirectMessage(user(ctx), req),
+    updateMembership: (req, ctx) => h.channels.updateMembership(user(ctx), req),
+  });
+  router.service(MessageService, {
+    postMessage: (req, ctx) => h.messages.postMessage(user(ctx), req),
+    listMessages: async (req, ctx) => {
+      const { response, immutable } = await h.messages.listMessages(user(ctx), req);
+      // Pages that lie wholly in the past never change; browsers and private
+      // caches may keep them (Connect GET). Responses are per user: never shared caches.
+      ctx.responseHeader.set("cache-control", immutable ? "private, max-age=86400, immutable" : "private, no-cache");
+      return response;
+    },
+  });
+}

@@ -1,0 +1,393 @@
+/**
+ * The embedded store: one SQLite file through better-sqlite3.
+ *
+ * Durability: WAL with synchronous=FULL, so a commit is on disk before it
+ * returns. Posts are group-committed: every message appended within one turn
+ * of the event loop shares one transaction and one fsync, which is what makes
+ * thousands of durable posts per second possible on one disk. Other writes are
+ * rare and commit on their own.
+ */
+import Database from "better-sqlite3";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import {
+  AlreadyExistsError,
+  NotFoundError,
+  type ChannelChanges,
+  type ChannelRecord,
+  type ChatStore,
+  type MembershipChanges,
+  type MembershipRecord,
+  type MessageRange,
+  type MessageRecord,
+  type UserRecord,
+} from "../store.js";
+import { MAX_ID } from "../../core/ids.js";
+import { MIGRATIONS } from "./migrations.js";
+
+export interface SqliteStoreOptions {
+  /** Database file, or ":memory:". */
+  file: string;
+  /** Most messages in one group commit. */
+  maxBatch?: number;
+  /** Called after each group commit, for metrics. */
+  onBatch?: (size: number, seconds: number) => void;
+}
+
+type Row = Record<string, unknown>;
+
+interface PendingAppend {
+  message: MessageRecord;
+  resolve: (result: { message: MessageRecord; duplicate: boolean }) => void;
+  reject: (err: unknown) => void;
+}
+
+export class SchemaTooNewError extends Error {
+  override name = "SchemaTooNewError";
+}
+
+export function createSqliteStore(options: SqliteStoreOptions): ChatStore {
+  if (options.file !== ":memory:") mkdirSync(path.dirname(options.file), { recursive: true });
+  const db = new Database(options.file);
+  db.defaultSafeIntegers(true);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("busy_timeout = 5000");
+  db.pragma("foreign_keys = OFF");
+  migrate(db);
+  return new SqliteStore(db, options);
+}
+
+function migrate(db: Database.Database): void {
+  const current = Number(db.pragma("user_version", { simple: true }));
+  if (current > MIGRATIONS.length) {
+    throw new SchemaTooNewError(
+      `database schema version ${current} is newer than this program knows (${MIGRATIONS.length}); refusing to open it`,
+    );
+  }
+  for (let version = current; version < MIGRATIONS.length; version++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version]!);
+      db.pragma(`user_version = ${version + 1}`);
+    }).immediate();
+  }
+}
+
+const bool = (v: unknown): boolean => v === 1n || v === 1;
+const num = (v: unknown): number => Number(v);
+
+function toUser(r: Row): UserRecord {
+  return { id: r.id as bigint, name: r.name as string, email: r.email as string, createdAt: num(r.created_at) };
+}
+
+function toChannel(r: Row): ChannelRecord {
+  const directKey = r.direct_key as string | null;
+  return {
+    id: r.id as bigint,
+    kind: r.kind as ChannelRecord["kind"],
+    name: r.name as string,
+    visibility: r.visibility as ChannelRecord["visibility"],
+    delivery: r.delivery as ChannelRecord["delivery"],
+    topic: r.topic as string,
+    createdBy: r.created_by as bigint,
+    createdAt: num(r.created_at),
+    directUserIds: directKey ? directKey.split(":").map((s) => BigInt(s)) : [],
+  };
+}
+
+function toMembership(r: Row, prefix = ""): MembershipRecord {
+  return {
+    channelId: r[`${prefix}channel_id`] as bigint,
+    userId: r[`${prefix}user_id`] as bigint,
+    role: r[`${prefix}role`] as MembershipRecord["role"],
+    isStar: bool(r[`${prefix}is_star`]),
+    isFavorite: bool(r[`${prefix}is_favorite`]),
+    mute: bool(r[`${prefix}mute`]),
+    preferences: JSON.parse(r[`${prefix}preferences`] as string) as Record<string, string>,
+    joinedAt: num(r[`${prefix}joined_at`]),
+  };
+}
+
+function toMessage(r: Row): MessageRecord {
+  return {
+    id: r.id as bigint,
+    channelId: r.channel_id as bigint,
+    senderId: r.sender_id as bigint,
+    text: r.text as string,
+    clientMsgId: (r.client_msg_id as string | null) ?? "",
+  };
+}
+
+const isUniqueViolation = (err: unknown, column: string): boolean =>
+  err instanceof Error &&
+  (err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE" &&
+  err.message.includes(column);
+
+function directKeyOf(channel: ChannelRecord): string {
+  const [a, b] = channel.directUserIds;
+  if (a === undefined || b === undefined) throw new Error("a direct channel needs two user ids");
+  return a < b ? `${a}:${b}` : `${b}:${a}`;
+}
+
+class SqliteStore implements ChatStore {
+  private readonly maxBatch: number;
+  private queue: PendingAppend[] = [];
+  private flushScheduled = false;
+  private closed = false;
+
+  private readonly s;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly options: SqliteStoreOptions,
+  ) {
+    this.maxBatch = options.maxBatch ?? 512;
+    const p = (sql: string) => db.prepare(sql);
+    this.s = {
+      insertUser: p("INSERT INTO users (id, name, email, created_at) VALUES (?, ?, ?, ?)"),
+      getUser: p("SELECT * FROM users WHERE id = ?"),
+      listUsers: p("SELECT * FROM users WHERE id > ? ORDER BY id LIMIT ?"),
+      insertChannel: p(
+        `INSERT INTO channels (id, kind, name, visibility, delivery, topic, created_by, created_at, direct_key)
+         VALUES (@id, @kind, @name, @visibility, @delivery, @topic, @createdBy, @createdAt, @directKey)`,
+      ),
+      getChannel: p("SELECT * FROM channels WHERE id = ?"),
+      getDirectChannel: p("SELECT * FROM channels WHERE direct_key = ?"),
+      updateChannel: p("UPDATE channels SET name = coalesce(@name, name), topic = coalesce(@topic, topic) WHERE id = @id"),
+      insertMembership: p(
+        `INSERT INTO memberships (channel_id, user_id, role, is_star, is_favorite, mute, preferences, joined_at)
+         VALUES (@channelId, @userId, @role, @isStar, @isFavorite, @mute, @preferences, @joinedAt)
+         ON CONFLICT (channel_id, user_id) DO NOTHING`,
+      ),
+      getMembership: p("SELECT * FROM memberships WHERE channel_id = ? AND user_id = ?"),
+      deleteMembership: p("DELETE FROM memberships WHERE channel_id = ? AND user_id = ?"),
+      updateMembership: p(
+        `UPDATE memberships SET is_star = @isStar, is_favorite = @isFavorite, mute = @mute, preferences = @preferences
+         WHERE channel_id = @channelId AND user_id = @userId`,
+      ),
+      listChannelsOfUser: p(
+        `SELECT c.*, m.channel_id AS m_channel_id, m.user_id AS m_user_id, m.role AS m_role, m.is_star AS m_is_star,
+                m.is_favorite AS m_is_favorite, m.mute AS m_mute, m.preferences AS m_preferences, m.joined_at AS m_joined_at
+         FROM memberships m JOIN channels c ON c.id = m.channel_id
+         WHERE m.user_id = ? AND m.channel_id > ? ORDER BY m.channel_id LIMIT ?`,
+      ),
+      listMembers: p("SELECT * FROM memberships WHERE channel_id = ? AND user_id > ? ORDER BY user_id LIMIT ?"),
+      insertMessage: p(
+        `INSERT INTO messages (channel_id, id, sender_id, text, client_msg_id) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (channel_id, sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING`,
+      ),
+      findByClientMsgId: p("SELECT * FROM messages WHERE channel_id = ? AND sender_id = ? AND client_msg_id = ?"),
+      newestFirst: p("SELECT * FROM messages WHERE channel_id = ? AND id < ? AND id > ? ORDER BY id DESC LIMIT ?"),
+      oldestFirst: p("SELECT * FROM messages WHERE channel_id = ? AND id < ? AND id > ? ORDER BY id ASC LIMIT ?"),
+    };
+  }
+
+  async createUser(user: UserRecord): Promise<void> {
+    try {
+      this.s.insertUser.run(user.id, user.name, user.email, user.createdAt);
+    } catch (err) {
+      if (isUniqueViolation(err, "users.email")) throw new AlreadyExistsError("email", { cause: err });
+      throw err;
+    }
+  }
+
+  async getUser(id: bigint): Promise<UserRecord | undefined> {
+    const row = this.s.getUser.get(id) as Row | undefined;
+    return row && toUser(row);
+  }
+
+  async listUsers(afterId: bigint, limit: number): Promise<UserRecord[]> {
+    return (this.s.listUsers.all(afterId, limit) as Row[]).map(toUser);
+  }
+
+  async createGroupChannel(channel: ChannelRecord, owner: MembershipRecord): Promise<void> {
+    try {
+      this.db.transaction(() => {
+        this.s.insertChannel.run(this.channelParams(channel, null));
+        this.s.insertMembership.run(this.membershipParams(owner));
+      })();
+    } catch (err) {
+      if (isUniqueViolation(err, "channels.name")) throw new AlreadyExistsError("name", { cause: err });
+      throw err;
+    }
+  }
+
+  async getChannel(id: bigint): Promise<ChannelRecord | undefined> {
+    const row = this.s.getChannel.get(id) as Row | undefined;
+    return row && toChannel(row);
+  }
+
+  async updateChannel(id: bigint, changes: ChannelChanges): Promise<ChannelRecord> {
+    try {
+      const info = this.s.updateChannel.run({ id, name: changes.name ?? null, topic: changes.topic ?? null });
+      if (info.changes === 0) throw new NotFoundError("channel");
+    } catch (err) {
+      if (isUniqueViolation(err, "channels.name")) throw new AlreadyExistsError("name", { cause: err });
+      throw err;
+    }
+    return toChannel(this.s.getChannel.get(id) as Row);
+  }
+
+  async openDirectChannel(
+    channel: ChannelRecord,
+    members: readonly [MembershipRecord, MembershipRecord],
+  ): Promise<{ channel: ChannelRecord; created: boolean }> {
+    const key = directKeyOf(channel);
+    // One synchronous IMMEDIATE transaction: no other writer (thread or process) interleaves.
+    return this.db
+      .transaction(() => {
+        const existing = this.s.getDirectChannel.get(key) as Row | undefined;
+        if (existing) return { channel: toChannel(existing), created: false };
+        this.s.insertChannel.run(this.channelParams(channel, key));
+        for (const m of members) this.s.insertMembership.run(this.membershipParams(m));
+        return { channel: toChannel(this.s.getChannel.get(channel.id) as Row), created: true };
+      })
+      .immediate();
+  }
+
+  async getMembership(channelId: bigint, userId: bigint): Promise<MembershipRecord | undefined> {
+    const row = this.s.getMembership.get(channelId, userId) as Row | undefined;
+    return row && toMembership(row);
+  }
+
+  async addMembership(membership: MembershipRecord): Promise<{ membership: MembershipRecord; created: boolean }> {
+    const info = this.s.insertMembership.run(this.membershipParams(membership));
+    const stored = toMembership(this.s.getMembership.get(membership.channelId, membership.userId) as Row);
+    return { membership: stored, created: info.changes > 0 };
+  }
+
+  async removeMembership(channelId: bigint, userId: bigint): Promise<boolean> {
+    return this.s.deleteMembership.run(channelId, userId).changes > 0;
+  }
+
+  async updateMembership(
+    channelId: bigint,
+    userId: bigint,
+    changes: MembershipChanges,
+  ): Promise<MembershipRecord | undefined> {
+    return this.db
+      .transaction(() => {
+        const row = this.s.getMembership.get(channelId, userId) as Row | undefined;
+        if (!row) return undefined;
+        const m = toMembership(row);
+        const preferences = { ...m.preferences };
+        for (const [key, value] of Object.entries(changes.preferences ?? {})) {
+          if (value === null) delete preferences[key];
+          else preferences[key] = value;
+        }
+        const next: MembershipRecord = {
+          ...m,
+          isStar: changes.isStar ?? m.isStar,
+          isFavorite: changes.isFavorite ?? m.isFavorite,
+          mute: changes.mute ?? m.mute,
+          preferences,
+        };
+        this.s.updateMembership.run(this.membershipParams(next));
+        return next;
+      })
+      .immediate();
+  }
+
+  async listChannelsOfUser(
+    userId: bigint,
+    afterChannelId: bigint,
+    limit: number,
+  ): Promise<Array<{ channel: ChannelRecord; membership: MembershipRecord }>> {
+    const rows = this.s.listChannelsOfUser.all(userId, afterChannelId, limit) as Row[];
+    return rows.map((r) => ({ channel: toChannel(r), membership: toMembership(r, "m_") }));
+  }
+
+  async listMembers(channelId: bigint, afterUserId: bigint, limit: number): Promise<MembershipRecord[]> {
+    return (this.s.listMembers.all(channelId, afterUserId, limit) as Row[]).map((r) => toMembership(r));
+  }
+
+  appendMessage(message: MessageRecord): Promise<{ message: MessageRecord; duplicate: boolean }> {
+    if (this.closed) return Promise.reject(new Error("store is closed"));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ message, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  async findMessageByClientMsgId(
+    channelId: bigint,
+    senderId: bigint,
+    clientMsgId: string,
+  ): Promise<MessageRecord | undefined> {
+    const row = this.s.findByClientMsgId.get(channelId, senderId, clientMsgId) as Row | undefined;
+    return row && toMessage(row);
+  }
+
+  async listMessages(channelId: bigint, range: MessageRange): Promise<MessageRecord[]> {
+    const stmt = range.order === "newest-first" ? this.s.newestFirst : this.s.oldestFirst;
+    const before = range.before ?? MAX_ID;
+    const after = range.after ?? -1n;
+    return (stmt.all(channelId, before, after, range.limit) as Row[]).map(toMessage);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.queue.length > 0) this.flush();
+    this.db.close();
+  }
+
+  /** Commits up to maxBatch queued appends in one transaction, then answers them in order. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.queue.length <= this.maxBatch ? this.queue : this.queue.slice(0, this.maxBatch);
+    this.queue = batch === this.queue ? [] : this.queue.slice(this.maxBatch);
+    if (this.queue.length > 0 && !this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+    if (batch.length === 0) return;
+    const started = process.hrtime.bigint();
+    let results: Array<{ message: MessageRecord; duplicate: boolean }>;
+    try {
+      results = this.db.transaction(() =>
+        batch.map(({ message: m }) => {
+          const clientMsgId = m.clientMsgId === "" ? null : m.clientMsgId;
+          const info = this.s.insertMessage.run(m.channelId, m.id, m.senderId, m.text, clientMsgId);
+          if (info.changes > 0) return { message: m, duplicate: false };
+          const original = this.s.findByClientMsgId.get(m.channelId, m.senderId, clientMsgId) as Row;
+          return { message: toMessage(original), duplicate: true };
+        }),
+      )();
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    this.options.onBatch?.(batch.length, Number(process.hrtime.bigint() - started) / 1e9);
+    batch.forEach((p, i) => p.resolve(results[i]!));
+  }
+
+  private channelParams(c: ChannelRecord, directKey: string | null) {
+    return {
+      id: c.id,
+      kind: c.kind,
+      name: c.name,
+      visibility: c.visibility,
+      delivery: c.delivery,
+      topic: c.topic,
+      createdBy: c.createdBy,
+      createdAt: c.createdAt,
+      directKey,
+    };
+  }
+
+  private membershipParams(m: MembershipRecord) {
+    return {
+      channelId: m.channelId,
+      userId: m.userId,
+      role: m.role,
+      isStar: m.isStar ? 1 : 0,
+      isFavorite: m.isFavorite ? 1 : 0,
+      mute: m.mute ? 1 : 0,
+      preferences: JSON.stringify(m.preferences),
+      joinedAt: m.joinedAt,
+    };
+  }
+}

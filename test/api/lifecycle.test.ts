@@ -1,0 +1,91 @@
+/** The real program: configuration errors, health and metrics endpoints, and a graceful SIGTERM. */
+import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { ChannelService } from "../../gen/chat/v1/channel_pb.js";
+import { MessageOrder, MessageService } from "../../gen/chat/v1/message_pb.js";
+import { UserService } from "../../gen/chat/v1/user_pb.js";
+import { runChat, startChatProcess } from "../support/process.js";
+
+const dataDir = mkdtempSync(path.join(tmpdir(), "chat-life-"));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+const ADMIN = "lifecycle-admin-token-123456";
+
+function clients(url: string, token: string) {
+  const auth: Interceptor = (next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req));
+  const transport = createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: true, interceptors: [auth] });
+  return {
+    users: createClient(UserService, transport),
+    channels: createClient(ChannelService, transport),
+    messages: createClient(MessageService, transport),
+  };
+}
+
+describe("the chat program", () => {
+  it("refuses to start on bad configuration, naming each bad variable", async () => {
+    const { code, stderr } = await runChat({ CHAT_API_PORT: "99999", CHAT_LOG_LEVEL: "chatty", CHAT_DATA_DIR: dataDir });
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/CHAT_API_PORT: must be at most 65535/);
+    expect(stderr).toMatch(/CHAT_LOG_LEVEL: expected one of/);
+  });
+
+  it("serves /healthz and /metrics, drains on SIGTERM without losing an acknowledged post, and restarts with its data", async () => {
+    const env = { CHAT_DATA_DIR: dataDir, CHAT_ADMIN_TOKEN: ADMIN, CHAT_SHUTDOWN_GRACE_MS: "5000" };
+    const first = await startChatProcess(env);
+    expect((await fetch(`${first.url}/healthz`)).status).toBe(200);
+    const admin = clients(first.url, ADMIN);
+    const { user } = await admin.users.createUser({ name: "Lifecycle", email: `life-${Date.now()}@example.com` });
+    const { token } = await admin.users.issueToken({ userId: user!.id });
+    const me = clients(first.url, token);
+    const { channel } = await me.channels.createChannel({ name: `life-${Date.now()}` });
+
+    const metrics = await (await fetch(`${first.url}/metrics`)).text();
+    expect(metrics).toMatch(/chat_rpc_requests_total\{method="chat.v1.ChannelService\/CreateChannel",code="ok"\} 1/);
+    expect(metrics).toMatch(/chat_process_resident_memory_bytes/);
+
+    // Keep posting from several workers; stop the server in the middle.
+    const acknowledged: bigint[] = [];
+    let failures = 0;
+    let stop = false;
+    const workers = Array.from({ length: 8 }, async (_, w) => {
+      for (let i = 0; !stop; i++) {
+        try {
+          const { message } = await me.messages.postMessage({ channelId: channel!.id, text: `w${w}-${i}` });
+          acknowledged.push(message!.id);
+        } catch {
+          failures++;
+          stop = true;
+        }
+      }
+    });
+    while (acknowledged.length < 200) await new Promise((r) => setTimeout(r, 5));
+    first.child.kill("SIGTERM");
+    const code = await first.exited;
+    stop = true;
+    await Promise.all(workers);
+    expect(code).toBe(0);
+    expect(first.logs.some((l) => l.msg === "stopped")).toBe(true);
+
+    const second = await startChatProcess(env);
+    try {
+      const again = clients(second.url, token);
+      const stored = new Set<bigint>();
+      let after = 0n;
+      for (;;) {
+        const page = await again.messages.listMessages({ channelId: channel!.id, after, limit: 200, order: MessageOrder.OLDEST_FIRST });
+        page.messages.forEach((m) => stored.add(m.id));
+        if (!page.hasMore) break;
+        after = page.nextCursor;
+      }
+      const lost = acknowledged.filter((id) => !stored.has(id));
+      expect(lost).toEqual([]);
+      expect(acknowledged.length).toBeGreaterThanOrEqual(200);
+    } finally {
+      second.child.kill("SIGTERM");
+      expect(await second.exited).toBe(0);
+    }
+  });
+});

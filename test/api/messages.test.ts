@@ -1,0 +1,278 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MessageOrder, type Message } from "../../gen/chat/v1/message_pb.js";
+import { DeliveryMode, startTestApi, type TestApi, type TestUser } from "../support/api.js";
+import { Code, expectCode } from "../support/expect-code.js";
+
+let t: TestApi;
+let alice: TestUser, bob: TestUser;
+beforeAll(async () => {
+  t = await startTestApi();
+  alice = await t.newUser("Alice");
+  bob = await t.newUser("Bob");
+});
+afterAll(() => t.stop());
+
+let n = 0;
+async function channelWith(...members: TestUser[]): Promise<bigint> {
+  const [first, ...rest] = members;
+  const { channel } = await first!.channels.createChannel({ name: `m-${Date.now().toString(36)}-${++n}` });
+  for (const m of rest) await m.channels.joinChannel({ channelId: channel!.id });
+  return channel!.id;
+}
+
+async function postMany(u: TestUser, channelId: bigint, count: number, prefix = "m"): Promise<Message[]> {
+  const out: Message[] = [];
+  for (let i = 0; i < count; i += 50) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(50, count - i) }, (_, j) => u.messages.postMessage({ channelId, text: `${prefix}${i + j}` })),
+    );
+    out.push(...batch.map((r) => r.message!));
+  }
+  return out;
+}
+
+describe("MessageService", () => {
+  it("posts and lists newest first with the documented defaults", async () => {
+    const ch = await channelWith(alice, bob);
+    const posted = await postMany(alice, ch, 60);
+    const { message } = await bob.messages.postMessage({ channelId: ch, text: "from bob" });
+    expect(message).toMatchObject({ channelId: ch, senderId: bob.id, text: "from bob" });
+    expect(message!.createdAt).toBeDefined();
+    const page = await bob.messages.listMessages({ channelId: ch });
+    expect(page.messages).toHaveLength(50);
+    expect(page.messages[0]!.id).toBe(message!.id);
+    expect(page.hasMore).toBe(true);
+    expect(page.nextCursor).toBe(page.messages.at(-1)!.id);
+    const rest = await bob.messages.listMessages({ channelId: ch, before: page.nextCursor, limit: 200 });
+    expect(rest.hasMore).toBe(false);
+    expect([...page.messages, ...rest.messages].map((m) => m.id).reverse()).toEqual([...posted.map((m) => m.id).sort((a, b) => (a < b ? -1 : 1)), message!.id]);
+  });
+
+  it("pages to the end without duplicates or gaps while new messages keep arriving", async () => {
+    const ch = await channelWith(alice, bob);
+    await postMany(alice, ch, 300, "old");
+    let stop = false;
+    const writer = (async () => {
+      let i = 0;
+      while (!stop) await bob.messages.postMessage({ channelId: ch, text: `new${i++}` });
+      return i;
+    })();
+    const walked: Message[] = [];
+    let before = 0n;
+    for (;;) {
+      const page = await alice.messages.listMessages({ channelId: ch, limit: 37, before });
+      walked.push(...page.messages);
+      if (!page.hasMore) break;
+      before = page.nextCursor;
+    }
+    stop = true;
+    const newCount = await writer;
+    expect(newCount).toBeGreaterThan(0);
+    const ids = walked.map((m) => m.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (let i = 1; i < ids.length; i++) expect(ids[i]! < ids[i - 1]!).toBe(true);
+    // Everything at or below the first id we saw is in the walk, exactly once.
+    const all: Message[] = [];
+    let cursor = 0n;
+    for (;;) {
+      const page = await alice.messages.listMessages({ channelId: ch, limit: 200, after: cursor, order: MessageOrder.OLDEST_FIRST });
+      all.push(...page.messages);
+      if (!page.hasMore) break;
+      cursor = page.nextCursor;
+    }
+    expect(all.filter((m) => m.id <= ids[0]!).map((m) => m.id).reverse()).toEqual(ids);
+    expect(all.filter((m) => m.text.startsWith("old"))).toHaveLength(300);
+  });
+
+  it("catches up oldest first from a cursor, bounded on both sides", async () => {
+    const ch = await channelWith(alice);
+    const posted = (await postMany(alice, ch, 30)).sort((a, b) => (a.id < b.id ? -1 : 1));
+    const page = await alice.messages.listMessages({ channelId: ch, after: posted[9]!.id, before: posted[20]!.id, order: MessageOrder.OLDEST_FIRST, limit: 4 });
+    expect(page.messages.map((m) => m.id)).toEqual(posted.slice(10, 14).map((m) => m.id));
+    expect(page.hasMore).toBe(true);
+    const next = await alice.messages.listMessages({ channelId: ch, after: page.nextCursor, before: posted[20]!.id, order: MessageOrder.OLDEST_FIRST, limit: 100 });
+    expect(next.messages.map((m) => m.id)).toEqual(posted.slice(14, 20).map((m) => m.id));
+    expect(next.hasMore).toBe(false);
+  });
+
+  it("answers retries with the original message, also for concurrent retries", async () => {
+    const ch = await channelWith(alice, bob);
+    const first = await alice.messages.postMessage({ channelId: ch, text: "once", clientMsgId: "retry-1" });
+    expect(first.duplicate).toBe(false);
+    const again = await alice.messages.postMessage({ channelId: ch, text: "once (resent)", clientMsgId: "retry-1" });
+    expect(again.duplicate).toBe(true);
+    expect(again.message).toEqual(first.message);
+
+    const storm = await Promise.all(
+      Array.from({ length: 25 }, () => alice.messages.postMessage({ channelId: ch, text: "storm", clientMsgId: "retry-2" })),
+    );
+    expect(new Set(storm.map((r) => r.message!.id)).size).toBe(1);
+    expect(storm.filter((r) => !r.duplicate)).toHaveLength(1);
+    // Another sender's identical key is their own message.
+    const bobs = await bob.messages.postMessage({ channelId: ch, text: "mine", clientMsgId: "retry-2" });
+    expect(bobs.duplicate).toBe(false);
+    const history = await alice.messages.listMessages({ channelId: ch });
+    expect(history.messages.map((m) => m.text).sort()).toEqual(["mine", "once", "storm"]);
+  });
+
+  it("delivers FAST messages before storing them, and they still end up in history", async () => {
+    const { channel } = await alice.channels.createChannel({ name: `fast-${Date.now()}`, delivery: DeliveryMode.FAST });
+    const events: bigint[] = [];
+    const sub = t.api.bus.subscribe(t.api.subjects.channel(channel!.id), (e) => {
+      if (e.payload.case === "messagePosted") events.push(e.payload.value.message!.id);
+    });
+    const posted = await Promise.all(Array.from({ length: 20 }, (_, i) => alice.messages.postMessage({ channelId: channel!.id, text: `f${i}`, clientMsgId: `f${i}` })));
+    sub.unsubscribe();
+    const ids = posted.map((p) => p.message!.id).sort((a, b) => (a < b ? -1 : 1));
+    expect(events).toEqual(ids);
+    const history = await alice.messages.listMessages({ channelId: channel!.id, order: MessageOrder.OLDEST_FIRST });
+    expect(history.messages.map((m) => m.id)).toEqual(ids);
+    const retry = await alice.messages.postMessage({ channelId: channel!.id, text: "f0", clientMsgId: "f0" });
+    expect(retry.duplicate).toBe(true);
+  });
+
+  it("delivers EPHEMERAL messages without ever storing them", async () => {
+    const { channel } = await alice.channels.createChannel({ name: `eph-${Date.now()}`, delivery: DeliveryMode.EPHEMERAL });
+    const events: string[] = [];
+    const sub = t.api.bus.subscribe(t.api.subjects.channel(channel!.id), (e) => {
+      if (e.payload.case === "messagePosted") events.push(e.payload.value.message!.text);
+    });
+    const first = await alice.messages.postMessage({ channelId: channel!.id, text: "now you see me", clientMsgId: "e1" });
+    const retry = await alice.messages.postMessage({ channelId: channel!.id, text: "now you see me", clientMsgId: "e1" });
+    await new Promise((r) => setTimeout(r, 20));
+    sub.unsubscribe();
+    expect(retry.duplicate).toBe(true);
+    expect(retry.message!.id).toBe(first.message!.id);
+    expect(events).toEqual(["now you see me"]);
+    expect((await alice.messages.listMessages({ channelId: channel!.id })).messages).toEqual([]);
+  });
+
+  it("serves ListMessages as an HTTP GET, cacheable once the page lies in the past", async () => {
+    const ch = await channelWith(alice);
+    const [m] = await postMany(alice, ch, 1);
+    const get = async (message: object) => {
+      const q = new URLSearchParams({ connect: "v1", encoding: "json", message: JSON.stringify(message) });
+      return fetch(`${t.url}/chat.v1.MessageService/ListMessages?${q}`, { headers: { authorization: `Bearer ${alice.token}` } });
+    };
+    const live = await get({ channelId: ch.toString() });
+    expect(live.status).toBe(200);
+    expect(live.headers.get("cache-control")).toBe("private, no-cache");
+    expect(((await live.json()) as { messages: Array<{ id: string }> }).messages[0]!.id).toBe(m!.id.toString());
+    // A cursor from an hour ago bounds a page that can no longer change.
+    const anHourAgo = (BigInt(Date.now() - 3600_000 - 1_704_067_200_000) << 22n).toString();
+    const old = await get({ channelId: ch.toString(), before: anHourAgo });
+    expect(old.headers.get("cache-control")).toMatch(/max-age=\d+/);
+  });
+});
+
+describe("MessageService bad input", () => {
+  let ch: bigint;
+  beforeAll(async () => {
+    ch = await channelWith(alice, bob);
+    await alice.messages.postMessage({ channelId: ch, text: "baseline" });
+  });
+  const historySize = async () => (await alice.messages.listMessages({ channelId: ch, limit: 200 })).messages.length;
+
+  it("rejects bad posts naming the field, and writes nothing", async () => {
+    const before = await historySize();
+    const cases: Array<[Promise<unknown>, Code, RegExp]> = [
+      [alice.messages.postMessage({ channelId: ch, text: "" }), Code.InvalidArgument, /^text: must not be empty/],
+      [alice.messages.postMessage({ channelId: ch, text: " \n\t " }), Code.InvalidArgument, /^text: must not be empty/],
+      [alice.messages.postMessage({ channelId: ch, text: "x".repeat(40_001) }), Code.InvalidArgument, /^text: must be at most 40000 characters/],
+      [alice.messages.postMessage({ channelId: ch, text: "bad\u0000byte" }), Code.InvalidArgument, /^text: /],
+      [alice.messages.postMessage({ channelId: ch, text: "ok", clientMsgId: "k".repeat(65) }), Code.InvalidArgument, /^client_msg_id: /],
+      [alice.messages.postMessage({ channelId: 0n, text: "ok" }), Code.InvalidArgument, /^channel_id: required/],
+      [alice.messages.postMessage({ channelId: 18446744073709551615n, text: "ok" }), Code.InvalidArgument, /^channel_id: not a valid id/],
+      [alice.messages.postMessage({ channelId: 987654321n, text: "ok" }), Code.NotFound, /channel 987654321 not found/],
+    ];
+    for (const [call, code, message] of cases) await expectCode(call, code, message);
+    expect(await historySize()).toBe(before);
+  });
+
+  it("takes text of exactly 40,000 characters, counting code points", async () => {
+    const text = "😀".repeat(40_000);
+    const { message } = await alice.messages.postMessage({ channelId: ch, text });
+    expect(message!.text).toBe(text);
+  });
+
+  it("rejects bad listings naming the field", async () => {
+    await expectCode(alice.messages.listMessages({ channelId: ch, limit: 201 }), Code.InvalidArgument, /^limit: must be at most 200/);
+    await expectCode(alice.messages.listMessages({ channelId: ch, before: 5n, after: 9n }), Code.InvalidArgument, /^before: must be greater than after/);
+    await expectCode(alice.messages.listMessages({ channelId: ch, before: 1n << 63n }), Code.InvalidArgument, /^before: not a valid id/);
+    await expectCode(alice.messages.listMessages({ channelId: ch, order: 7 as MessageOrder }), Code.InvalidArgument, /^order: /);
+  });
+
+  it("rejects malformed JSON, bad cursors, unknown fields, garbage bytes and oversized bodies", async () => {
+    const post = (path: string, body: string | Uint8Array, contentType = "application/json") =>
+      fetch(`${t.url}/chat.v1.MessageService/${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${alice.token}`, "content-type": contentType },
+        body,
+      });
+    const expectError = async (res: Response, code: string, message: RegExp) => {
+      const body = (await res.json()) as { code: string; message: string };
+      expect(body.code, JSON.stringify(body)).toBe(code);
+      expect(body.message).toMatch(message);
+    };
+    const before = await historySize();
+    await expectError(await post("PostMessage", "{not json"), "invalid_argument", /PostMessageRequest/);
+    await expectError(await post("ListMessages", JSON.stringify({ channelId: ch.toString(), before: "abc" })), "invalid_argument", /before/);
+    await expectError(await post("ListMessages", JSON.stringify({ channelId: ch.toString(), before: "-1" })), "invalid_argument", /before/);
+    await expectError(await post("PostMessage", JSON.stringify({ channelId: ch.toString(), text: "x", colour: "red" })), "invalid_argument", /colour/);
+    await expectError(await post("PostMessage", new Uint8Array([0xff, 0xff, 0xff, 0x07, 0x01]), "application/proto"), "invalid_argument", /parse binary/);
+    await expectError(
+      await post("PostMessage", JSON.stringify({ channelId: ch.toString(), text: "y".repeat(2 * 1024 * 1024) })),
+      "resource_exhausted",
+      /exceeds|max/i,
+    );
+    expect(await historySize()).toBe(before);
+  });
+
+  it("answers garbage protobuf with INVALID_ARGUMENT over gRPC and gRPC-Web too", async () => {
+    const http2 = await import("node:http2");
+    const garbage = Buffer.from([0xff, 0xff, 0xff, 0x07, 0x01]);
+    const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, garbage.length]), garbage]);
+    // gRPC over h2c: the status travels in trailers.
+    const status = await new Promise<string | undefined>((resolve, reject) => {
+      const session = http2.connect(t.url);
+      const req = session.request({
+        ":method": "POST",
+        ":path": "/chat.v1.MessageService/PostMessage",
+        "content-type": "application/grpc",
+        te: "trailers",
+        authorization: `Bearer ${alice.token}`,
+      });
+      let result: string | undefined;
+      req.on("response", (h) => (result = (h["grpc-status"] as string | undefined) ?? result));
+      req.on("trailers", (h) => (result = h["grpc-status"] as string));
+      req.on("data", () => {});
+      req.on("end", () => (session.close(), resolve(result)));
+      req.on("error", reject);
+      req.end(envelope);
+    });
+    expect(status).toBe(String(Code.InvalidArgument));
+    // gRPC-Web over HTTP/1.1: the status travels in a trailer frame of the body.
+    const res = await fetch(`${t.url}/chat.v1.MessageService/PostMessage`, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto", authorization: `Bearer ${alice.token}` },
+      body: envelope,
+    });
+    const text = Buffer.from(await res.arrayBuffer()).toString("latin1") + (res.headers.get("grpc-status") ?? "");
+    expect(text).toMatch(new RegExp(`grpc-status: ?${Code.InvalidArgument}|^${Code.InvalidArgument}$`));
+  });
+
+  it("survives raw garbage on the port and keeps serving", async () => {
+    const net = await import("node:net");
+    const url = new URL(t.url);
+    for (const junk of [Buffer.from([0, 1, 2, 3, 255, 254]), Buffer.from("PRI garbage that is not http2\r\n\r\n"), Buffer.from("GET / HTTP/9.9\r\n\r\n")]) {
+      await new Promise<void>((resolve) => {
+        const s = net.connect(Number(url.port), url.hostname, () => s.write(junk));
+        s.on("data", () => {});
+        s.on("error", () => resolve());
+        s.on("close", () => resolve());
+        setTimeout(() => (s.destroy(), resolve()), 1000);
+      });
+    }
+    expect((await alice.messages.listMessages({ channelId: ch, limit: 1 })).messages).toHaveLength(1);
+  });
+});

@@ -1,0 +1,67 @@
+import Database from "better-sqlite3";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { createSqliteStore, SchemaTooNewError } from "../../store/sqlite/sqlite-store.js";
+import { MIGRATIONS } from "../../store/sqlite/migrations.js";
+import { describeStoreContract, group, membership, message, user } from "./store-contract.js";
+
+const dir = mkdtempSync(path.join(tmpdir(), "chat-sqlite-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describeStoreContract("sqlite", {
+  async create() {
+    return createSqliteStore({ file: path.join(dir, "contract.sqlite") });
+  },
+});
+
+describe("sqlite store", () => {
+  it("keeps what it acknowledged across a reopen", async () => {
+    const file = path.join(dir, "reopen.sqlite");
+    const store = createSqliteStore({ file });
+    const u = user();
+    await store.createUser(u);
+    const c = group(u.id);
+    await store.createGroupChannel(c, membership(c.id, u.id, "owner"));
+    const acked = await Promise.all(Array.from({ length: 100 }, (_, i) => store.appendMessage(message(c.id, u.id, `m${i}`))));
+    await store.close();
+
+    const reopened = createSqliteStore({ file });
+    const page = await reopened.listMessages(c.id, { limit: 200, order: "oldest-first" });
+    expect(page.map((m) => m.id)).toEqual(acked.map((a) => a.message.id));
+    expect(await reopened.getUser(u.id)).toEqual(u);
+    await reopened.close();
+  });
+
+  it("group-commits concurrent appends in few transactions", async () => {
+    const sizes: number[] = [];
+    const store = createSqliteStore({ file: path.join(dir, "batch.sqlite"), onBatch: (n) => sizes.push(n) });
+    const u = user();
+    const c = group(u.id);
+    await store.createGroupChannel(c, membership(c.id, u.id, "owner"));
+    await Promise.all(Array.from({ length: 300 }, (_, i) => store.appendMessage(message(c.id, u.id, `m${i}`))));
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(300);
+    expect(sizes.length).toBeLessThan(10);
+    await store.close();
+  });
+
+  it("records its schema version and refuses a database from a newer program", async () => {
+    const file = path.join(dir, "version.sqlite");
+    await createSqliteStore({ file }).close();
+    const db = new Database(file);
+    expect(db.pragma("user_version", { simple: true })).toBe(MIGRATIONS.length);
+    db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    db.close();
+    expect(() => createSqliteStore({ file })).toThrow(SchemaTooNewError);
+  });
+
+  it("rejects appends after close instead of losing them", async () => {
+    const store = createSqliteStore({ file: path.join(dir, "closed.sqlite") });
+    const u = user();
+    const pending = store.appendMessage(message(1n, u.id, "before close"));
+    await store.close();
+    await expect(pending).resolves.toMatchObject({ duplicate: false });
+    await expect(store.appendMessage(message(1n, u.id, "after close"))).rejects.toThrow(/closed/);
+  });
+});

@@ -1,0 +1,44 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../core/config.js";
+
+describe("config", () => {
+  it("has working defaults for the single-node mode", () => {
+    const c = loadConfig({ env: {}, argv: [] });
+    expect(c.role).toBe("all");
+    expect(c.api.port).toBe(8080);
+    expect(c.store.kind).toBe("sqlite");
+    expect(c.bus.kind).toBe("local");
+    expect(c.bus.subjectPrefix).toBe("chat");
+  });
+
+  it("names every bad variable in one error", () => {
+    try {
+      loadConfig({ env: { CHAT_API_PORT: "http", CHAT_NODE_ID: "4096", CHAT_LOG_LEVEL: "loud" }, argv: [] });
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const message = (err as Error).message;
+      expect(message).toMatch(/CHAT_API_PORT: expected an integer from 0 to 65535 \(got "http"\)/);
+      expect(message).toMatch(/CHAT_NODE_ID: must be at most 1023/);
+      expect(message).toMatch(/CHAT_LOG_LEVEL: expected one of/);
+    }
+  });
+
+  it("takes the role from --role over CHAT_ROLE and rejects unknown flags", () => {
+    expect(loadConfig({ env: { CHAT_ROLE: "all" }, argv: ["--role", "api"] }).role).toBe("api");
+    expect(() => loadConfig({ env: {}, argv: ["--role", "db"] })).toThrow(/--role: expected one of all, api, gateway/);
+    expect(() => loadConfig({ env: {}, argv: ["--bogus"] })).toThrow(/command line/);
+  });
+
+  it("rejects short secrets and inconsistent token lifetimes", () => {
+    expect(() => loadConfig({ env: { CHAT_ADMIN_TOKEN: "short" }, argv: [] })).toThrow(/CHAT_ADMIN_TOKEN: must be at least 16/);
+    expect(() => loadConfig({ env: { CHAT_JWT_SECRET: "x".repeat(10) }, argv: [] })).toThrow(/CHAT_JWT_SECRET/);
+    expect(() =>
+      loadConfig({ env: { CHAT_TOKEN_DEFAULT_TTL_SECONDS: "7200", CHAT_TOKEN_MAX_TTL_SECONDS: "3600" }, argv: [] }),
+    ).toThrow(/must not exceed/);
+  });
+
+  it("treats empty variables as unset", () => {
+    expect(loadConfig({ env: { CHAT_API_PORT: "" }, argv: [] }).api.port).toBe(8080);
+  });
+});
