@@ -7,6 +7,7 @@
  * answers PERMISSION_DENIED where membership is required.
  */
 import { create } from "@bufbuild/protobuf";
+import { LRUCache } from "lru-cache";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   AddMemberResponseSchema,
@@ -74,7 +75,10 @@ export interface ChannelService {
 
 /** Channel access checks shared by the channel and message services. */
 export interface ChannelAccess {
-  /** The channel if the caller may see it (public, or a member); NOT_FOUND otherwise. */
+  /**
+   * The channel if the caller may see it (public, or a member); NOT_FOUND
+   * otherwise. Its name and topic may be stale: use it for decisions, not answers.
+   */
   visible(caller: UserPrincipal, channelId: bigint): Promise<{ channel: ChannelRecord; membership?: MembershipRecord }>;
   /** The channel and the caller's membership; NOT_FOUND or PERMISSION_DENIED otherwise. */
   member(caller: UserPrincipal, channelId: bigint): Promise<{ channel: ChannelRecord; membership: MembershipRecord }>;
@@ -82,9 +86,21 @@ export interface ChannelAccess {
 
 export function createChannelAccess(deps: Pick<ServiceDeps, "store">): ChannelAccess {
   const { store } = deps;
+  // Authorization needs only a channel's kind, visibility and delivery mode,
+  // which never change after creation, so channel records are cached for it.
+  // Name and topic may be stale here: RPCs that return a channel read it fresh.
+  const channels = new LRUCache<bigint, ChannelRecord>({ max: 100_000 });
+  const channelOf = async (channelId: bigint) => {
+    let channel = channels.get(channelId);
+    if (!channel) {
+      channel = await store.getChannel(channelId);
+      if (channel) channels.set(channelId, channel);
+    }
+    return channel;
+  };
   const visible: ChannelAccess["visible"] = async (caller, channelId) => {
     const [channel, membership] = await Promise.all([
-      store.getChannel(channelId),
+      channelOf(channelId),
       store.getMembership(channelId, caller.userId),
     ]);
     if (!channel || (!membership && channel.visibility === "private")) throw notFound(`channel ${channelId}`);
@@ -158,7 +174,10 @@ export function createChannelService(deps: ServiceDeps, access: ChannelAccess): 
     },
 
     async getChannel(caller, req) {
-      const { channel } = await access.visible(caller, requireId("channel_id", req.channelId));
+      const channelId = requireId("channel_id", req.channelId);
+      await access.visible(caller, channelId);
+      const channel = await store.getChannel(channelId);
+      if (!channel) throw notFound(`channel ${channelId}`);
       return create(GetChannelResponseSchema, { channel: channelToProto(channel) });
     },
 

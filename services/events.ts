@@ -10,11 +10,13 @@ import type { Subjects } from "../bus/subjects.js";
 import type { Logger } from "../core/logger.js";
 import type { ApiMetrics } from "../core/metrics.js";
 import { EventSchema } from "../gen/chat/v1/event_pb.js";
-import type { ChannelRecord, MembershipRecord, MessageRecord } from "../store/store.js";
-import { channelToProto, deliveryModeOf, membershipToProto, messageToProto, ts } from "./convert.js";
+import type { Message } from "../gen/chat/v1/message_pb.js";
+import type { ChannelRecord, MembershipRecord } from "../store/store.js";
+import { channelToProto, deliveryModeOf, membershipToProto, ts } from "./convert.js";
 
 export interface EventPublisher {
-  messagePosted(channel: ChannelRecord, message: MessageRecord): Promise<void>;
+  /** Takes the protobuf message so that the post path converts it once, for the answer and the event. */
+  messagePosted(channel: ChannelRecord, message: Message): Promise<void>;
   memberJoined(channel: ChannelRecord, membership: MembershipRecord, byUserId: bigint): Promise<void>;
   memberLeft(channel: ChannelRecord, userId: bigint, byUserId: bigint): Promise<void>;
   channelCreated(channel: ChannelRecord): Promise<void>;
@@ -53,7 +55,7 @@ export function createEventPublisher(deps: EventPublisherDeps): EventPublisher {
     messagePosted: (channel, message) =>
       publish(
         channel.id,
-        { case: "messagePosted", value: { message: messageToProto(message), delivery: deliveryModeOf(channel) } },
+        { case: "messagePosted", value: { message, delivery: deliveryModeOf(channel) } },
         [subjects.channel(channel.id)],
       ),
     memberJoined: (channel, membership, byUserId) =>

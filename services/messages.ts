@@ -60,7 +60,8 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
 
   const post = async (caller: UserPrincipal, channelId: bigint, text: string, clientMsgId: string, key: string) => {
     const { channel } = await access.member(caller, channelId);
-    if (clientMsgId !== "") {
+    // PERSISTED posts need no read first: the store answers a repeated key with the original.
+    if (clientMsgId !== "" && channel.delivery !== "persisted") {
       const original =
         channel.delivery === "ephemeral"
           ? recentEphemeral.get(key)
@@ -69,26 +70,33 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
     }
     // No await between taking the id and queueing the write or the publish:
     // that keeps each channel's events in id order.
-    const message: MessageRecord = { id: ids.next(), channelId, senderId: caller.userId, text, clientMsgId };
-    let stored = { message, duplicate: false };
+    const record: MessageRecord = { id: ids.next(), channelId, senderId: caller.userId, text, clientMsgId };
+    let message = messageToProto(record);
+    let duplicate = false;
     switch (channel.delivery) {
-      case "persisted":
-        stored = await store.appendMessage(message);
-        if (!stored.duplicate) await events.messagePosted(channel, stored.message);
+      case "persisted": {
+        const stored = await store.appendMessage(record);
+        duplicate = stored.duplicate;
+        if (duplicate) message = messageToProto(stored.message);
+        else await events.messagePosted(channel, message);
         break;
+      }
       case "fast": {
         const published = events.messagePosted(channel, message);
-        stored = await store.appendMessage(message);
+        const stored = await store.appendMessage(record);
         await published;
+        // Another node stored the same key first (cross-node retry race): answer with the original.
+        duplicate = stored.duplicate;
+        if (duplicate) message = messageToProto(stored.message);
         break;
       }
       case "ephemeral":
         await events.messagePosted(channel, message);
-        if (clientMsgId !== "") recentEphemeral.set(key, message);
+        if (clientMsgId !== "") recentEphemeral.set(key, record);
         break;
     }
-    if (!stored.duplicate) metrics.messagesPosted.inc({ delivery: channel.delivery });
-    return create(PostMessageResponseSchema, { message: messageToProto(stored.message), duplicate: stored.duplicate });
+    if (!duplicate) metrics.messagesPosted.inc({ delivery: channel.delivery });
+    return create(PostMessageResponseSchema, { message, duplicate });
   };
 
   return {

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ChannelService } from "../../gen/chat/v1/channel_pb.js";
 import { MessageOrder, MessageService } from "../../gen/chat/v1/message_pb.js";
 import { UserService } from "../../gen/chat/v1/user_pb.js";
-import { runChat, startChatProcess } from "../support/process.js";
+import { runChat, startChatProcess } from "../../infra/harness/chat-process.js";
 
 const dataDir = mkdtempSync(path.join(tmpdir(), "chat-life-"));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));

@@ -1,6 +1,13 @@
-/** Runs the real program (dist/bin/chat.js) as a child process. */
+/**
+ * Runs the real program (the compiled dist/bin/chat.js) as a child process,
+ * for tests and benchmarks that must exercise exactly what `npm start` runs.
+ */
 import { spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
 import { createInterface } from "node:readline";
+
+/** The compiled entry point, found from the repository root (the working directory). */
+export const CHAT_BIN = path.resolve("dist/bin/chat.js");
 
 export interface ChatProcess {
   child: ChildProcess;
@@ -11,7 +18,7 @@ export interface ChatProcess {
 }
 
 export async function startChatProcess(env: Record<string, string>, args: string[] = []): Promise<ChatProcess> {
-  const child = spawn(process.execPath, ["dist/bin/chat.js", ...args], {
+  const child = spawn(process.execPath, [CHAT_BIN, ...args], {
     env: { PATH: process.env.PATH, CHAT_API_HOST: "127.0.0.1", CHAT_API_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -44,7 +51,7 @@ export async function startChatProcess(env: Record<string, string>, args: string
 /** Runs the program to completion and returns its exit code and output. */
 export function runChat(env: Record<string, string>, args: string[] = []): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["dist/bin/chat.js", ...args], {
+    const child = spawn(process.execPath, [CHAT_BIN, ...args], {
       env: { PATH: process.env.PATH, ...env },
       stdio: ["ignore", "ignore", "pipe"],
     });
