@@ -3,7 +3,8 @@
  *
  * Measures, against the real program started as a child process:
  *   1. durable posts/s with many concurrent clients (Connect binary over h2c),
- *      with post latency p50/p99;
+ *      with post latency p50/p99; then the same over StreamPostMessages
+ *      (gRPC streams, 16 posts in flight per stream);
  *   2. ListMessages latency p50/p99 over a channel of --history messages,
  *      at random depths, one request at a time and --concurrency at a time;
  * and in-process, on the same disk:
@@ -30,6 +31,8 @@ import { createLogger } from "../core/logger.js";
 import { ChannelService, CreateChannelRequestSchema } from "../gen/chat/v1/channel_pb.js";
 import {
   ListMessagesRequestSchema,
+  StreamPostMessagesRequestSchema,
+  StreamPostMessagesResponseSchema,
   PostMessageRequestSchema,
   PostMessageResponseSchema,
 } from "../gen/chat/v1/message_pb.js";
@@ -147,6 +150,14 @@ async function main() {
     result.posts = posts;
     console.log(`posts: ${posts.postsPerSecond}/s durable, latency ${fmt(posts.latencyMs)} (concurrency ${CONCURRENCY})`);
 
+    // 1b. The same posts over StreamPostMessages: CONCURRENCY/4 gRPC streams,
+    //     each with up to 16 posts in flight, answered in order.
+    //     With fewer, longer-lived streams each post costs the server far less.
+    const streams = Math.max(1, Math.floor(CONCURRENCY / 4));
+    const streamed = await streamedPosts(server.url, users, channels, streams, 16);
+    result.streamedPosts = streamed;
+    console.log(`streamed posts: ${streamed.postsPerSecond}/s durable over ${streams} gRPC streams (16 in flight each), ack latency ${fmt(streamed.latencyMs)}`);
+
     // 2. History: fill one channel with HISTORY messages through the API, then read at random depths.
     const fillStart = performance.now();
     const ids: bigint[] = [];
@@ -211,6 +222,75 @@ async function main() {
   writeFileSync(file, JSON.stringify(result, null, 2) + "\n");
   console.log(`machine: ${JSON.stringify(result.machine)}`);
   console.log(`wrote ${file}`);
+}
+
+/**
+ * StreamPostMessages load over raw h2c gRPC framing (5-byte envelopes), as
+ * lean as the unary generator, so the server is what the figure measures.
+ */
+async function streamedPosts(
+  url: string,
+  users: Array<{ id: bigint; token: string }>,
+  channels: bigint[],
+  streams: number,
+  window: number,
+) {
+  const latencies: number[] = [];
+  const end = Date.now() + SECONDS * 1000;
+  const sessions = Array.from({ length: 4 }, () => http2.connect(url));
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: streams }, (_, s) => {
+      const u = users[s % users.length]!;
+      const channelId = channels[s % channels.length]!;
+      const req = sessions[s % sessions.length]!.request({
+        ":method": "POST",
+        ":path": "/chat.v1.MessageService/StreamPostMessages",
+        "content-type": "application/grpc+proto",
+        te: "trailers",
+        authorization: `Bearer ${u.token}`,
+      });
+      const sentAt: number[] = [];
+      let answered = 0;
+      let pending: Buffer = Buffer.alloc(0);
+      const send = () => {
+        while (sentAt.length - answered < window && Date.now() < end) {
+          const i = sentAt.length;
+          const body = toBinary(
+            StreamPostMessagesRequestSchema,
+            create(StreamPostMessagesRequestSchema, { channelId, text: `streamed ${i} from ${s}`, clientMsgId: `st${s}-${i}` }),
+          );
+          const frame = Buffer.alloc(5 + body.length);
+          frame.writeUInt32BE(body.length, 1);
+          frame.set(body, 5);
+          sentAt.push(performance.now());
+          req.write(frame);
+        }
+        if (Date.now() >= end && answered === sentAt.length) req.end();
+      };
+      return new Promise<void>((resolve, reject) => {
+        req.on("data", (chunk: Buffer) => {
+          pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+          while (pending.length >= 5) {
+            const length = pending.readUInt32BE(1);
+            if (pending.length < 5 + length) break;
+            const answer = fromBinary(StreamPostMessagesResponseSchema, pending.subarray(5, 5 + length));
+            pending = pending.subarray(5 + length);
+            if (answer.error) return reject(new Error(`streamed post rejected: ${answer.error.message}`));
+            latencies.push(performance.now() - sentAt[answered++]!);
+          }
+          send();
+        });
+        req.on("trailers", (t) => (t["grpc-status"] === "0" ? undefined : reject(new Error(`stream ended: ${JSON.stringify(t)}`))));
+        req.on("end", () => resolve());
+        req.on("error", reject);
+        send();
+      });
+    }),
+  );
+  const elapsed = (performance.now() - t0) / 1000;
+  for (const session of sessions) session.close();
+  return { streams, window, postsPerSecond: Math.round(latencies.length / elapsed), latencyMs: summarize(latencies) };
 }
 
 async function serviceLevel() {

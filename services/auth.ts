@@ -8,7 +8,10 @@ import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import { LRUCache } from "lru-cache";
 import { createHash, timingSafeEqual } from "node:crypto";
 
-export type Principal = { kind: "admin" } | { kind: "user"; userId: bigint };
+export type Principal =
+  | { kind: "admin" }
+  /** A user; expiresAt (Unix ms) lets long-lived streams end when the token does. */
+  | { kind: "user"; userId: bigint; expiresAt?: number };
 export type UserPrincipal = Extract<Principal, { kind: "user" }>;
 
 /** Where the authentication interceptor leaves the caller for handlers. */
@@ -65,7 +68,7 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
       // comparison stays constant-time for every token that is not cached.
       const cached = verified.get(token);
       if (cached) {
-        if (cached.expiresAt > now()) return { kind: "user", userId: cached.userId };
+        if (cached.expiresAt > now()) return { kind: "user", userId: cached.userId, expiresAt: cached.expiresAt };
         verified.delete(token);
         throw new ConnectError("token expired", Code.Unauthenticated);
       }
@@ -93,7 +96,7 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
       }
       const userId = BigInt(subject);
       verified.set(token, { userId, expiresAt });
-      return { kind: "user", userId };
+      return { kind: "user", userId, expiresAt };
     },
   };
 }

@@ -12,10 +12,16 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { LRUCache } from "lru-cache";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { ErrorCode } from "../gen/chat/v1/error_pb.js";
 import {
   ListMessagesResponseSchema,
   MessageOrder,
+  PostMessageRequestSchema,
   PostMessageResponseSchema,
+  StreamPostMessagesResponseSchema,
+  type StreamPostMessagesRequest,
+  type StreamPostMessagesResponse,
   type ListMessagesRequest,
   type ListMessagesResponse,
   type PostMessageRequest,
@@ -27,12 +33,15 @@ import type { UserPrincipal } from "./auth.js";
 import type { ChannelAccess } from "./channels.js";
 import { messageToProto } from "./convert.js";
 import type { ServiceDeps } from "./deps.js";
+import { toConnectError } from "./errors.js";
 import { invalid, optionalId, optionalShortText, pageSize, requireId, requireText } from "./validate.js";
 
 export const MAX_TEXT_LENGTH = 40_000;
 export const MAX_CLIENT_MSG_ID_LENGTH = 64;
 export const DEFAULT_PAGE = 50;
 export const MAX_PAGE = 200;
+/** Posts of one StreamPostMessages stream started but not yet answered. */
+export const MAX_STREAM_IN_FLIGHT = 64;
 /**
  * A history page whose upper bound is older than this is treated as
  * immutable: later writes (FAST persistence, clock skew between nodes) land
@@ -48,6 +57,11 @@ export interface ListMessagesResult {
 
 export interface MessageService {
   postMessage(caller: UserPrincipal, req: PostMessageRequest): Promise<PostMessageResponse>;
+  /** Posts each request in turn and answers each, errors included, in order. */
+  streamPostMessages(
+    caller: UserPrincipal,
+    requests: AsyncIterable<StreamPostMessagesRequest>,
+  ): AsyncIterable<StreamPostMessagesResponse>;
   listMessages(caller: UserPrincipal, req: ListMessagesRequest): Promise<ListMessagesResult>;
 }
 
@@ -58,7 +72,19 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
   // EPHEMERAL messages are not stored, so their idempotency keys live here for a while.
   const recentEphemeral = new LRUCache<string, MessageRecord>({ max: 100_000, ttl: 10 * 60_000 });
 
-  const post = async (caller: UserPrincipal, channelId: bigint, text: string, clientMsgId: string, key: string) => {
+  /**
+   * Posts one message. onQueued runs as soon as the message has its id and
+   * its write (or publish) is queued, before it is durable: a stream may start
+   * its next post then, and ids still follow the stream's order.
+   */
+  const post = async (
+    caller: UserPrincipal,
+    channelId: bigint,
+    text: string,
+    clientMsgId: string,
+    key: string,
+    onQueued?: () => void,
+  ) => {
     const { channel } = await access.member(caller, channelId);
     // PERSISTED posts need no read first: the store answers a repeated key with the original.
     if (clientMsgId !== "" && channel.delivery !== "persisted") {
@@ -75,7 +101,9 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
     let duplicate = false;
     switch (channel.delivery) {
       case "persisted": {
-        const stored = await store.appendMessage(record);
+        const appending = store.appendMessage(record);
+        onQueued?.();
+        const stored = await appending;
         duplicate = stored.duplicate;
         if (duplicate) message = messageToProto(stored.message);
         else await events.messagePosted(channel, message);
@@ -83,40 +111,115 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
       }
       case "fast": {
         const published = events.messagePosted(channel, message);
-        const stored = await store.appendMessage(record);
+        const appending = store.appendMessage(record);
+        onQueued?.();
+        const stored = await appending;
         await published;
         // Another node stored the same key first (cross-node retry race): answer with the original.
         duplicate = stored.duplicate;
         if (duplicate) message = messageToProto(stored.message);
         break;
       }
-      case "ephemeral":
-        await events.messagePosted(channel, message);
+      case "ephemeral": {
+        const published = events.messagePosted(channel, message);
+        onQueued?.();
+        await published;
         if (clientMsgId !== "") recentEphemeral.set(key, record);
         break;
+      }
     }
     if (!duplicate) metrics.messagesPosted.inc({ delivery: channel.delivery });
     return create(PostMessageResponseSchema, { message, duplicate });
   };
 
+  const postMessage = async (
+    caller: UserPrincipal,
+    req: Pick<PostMessageRequest, "channelId" | "text" | "clientMsgId">,
+    onQueued?: () => void,
+  ): Promise<PostMessageResponse> => {
+    const channelId = requireId("channel_id", req.channelId);
+    const text = requireText("text", req.text, MAX_TEXT_LENGTH);
+    const clientMsgId = optionalShortText("client_msg_id", req.clientMsgId, MAX_CLIENT_MSG_ID_LENGTH);
+    if (clientMsgId === "") return post(caller, channelId, text, clientMsgId, "", onQueued);
+    const key = `${channelId}:${caller.userId}:${clientMsgId}`;
+    const pending = inFlight.get(key);
+    if (pending) {
+      const first = await pending;
+      return create(PostMessageResponseSchema, { message: first.message, duplicate: true });
+    }
+    const attempt = post(caller, channelId, text, clientMsgId, key, onQueued);
+    inFlight.set(key, attempt);
+    try {
+      return await attempt;
+    } finally {
+      inFlight.delete(key);
+    }
+  };
+
   return {
-    async postMessage(caller, req) {
-      const channelId = requireId("channel_id", req.channelId);
-      const text = requireText("text", req.text, MAX_TEXT_LENGTH);
-      const clientMsgId = optionalShortText("client_msg_id", req.clientMsgId, MAX_CLIENT_MSG_ID_LENGTH);
-      if (clientMsgId === "") return post(caller, channelId, text, clientMsgId, "");
-      const key = `${channelId}:${caller.userId}:${clientMsgId}`;
-      const pending = inFlight.get(key);
-      if (pending) {
-        const first = await pending;
-        return create(PostMessageResponseSchema, { message: first.message, duplicate: true });
-      }
-      const attempt = post(caller, channelId, text, clientMsgId, key);
-      inFlight.set(key, attempt);
-      try {
-        return await attempt;
-      } finally {
-        inFlight.delete(key);
+    postMessage,
+
+    async *streamPostMessages(caller, requests) {
+      // Posts are started in request order, each once the previous one has
+      // its id, and answered in request order; their durable writes overlap,
+      // so one stream is not limited to one fsync round-trip per post.
+      const answers: Array<Promise<StreamPostMessagesResponse>> = [];
+      let reading = true;
+      let readError: unknown;
+      // The reader waits for room, the writer for answers; each wakes the other.
+      let wakeReader: (() => void) | undefined;
+      let wakeWriter: (() => void) | undefined;
+      const wake = (which: "reader" | "writer") => {
+        const w = which === "reader" ? wakeReader : wakeWriter;
+        if (which === "reader") wakeReader = undefined;
+        else wakeWriter = undefined;
+        w?.();
+      };
+      const answer = (req: StreamPostMessagesRequest, onQueued: () => void) =>
+        postMessage(caller, req, onQueued).then(
+          ({ message, duplicate }) => create(StreamPostMessagesResponseSchema, { clientMsgId: req.clientMsgId, message, duplicate }),
+          (err: unknown) => {
+            const e = toConnectError(err);
+            if (e.code === Code.Internal) deps.logger.error({ err: e.cause ?? err }, "streamed post failed");
+            return create(StreamPostMessagesResponseSchema, {
+              clientMsgId: req.clientMsgId,
+              error: { code: e.code as number as ErrorCode, message: e.rawMessage },
+            });
+          },
+        );
+      void (async () => {
+        try {
+          for await (const req of requests) {
+            if (caller.expiresAt !== undefined && caller.expiresAt <= now()) {
+              throw new ConnectError("token expired", Code.Unauthenticated);
+            }
+            while (answers.length >= MAX_STREAM_IN_FLIGHT) await new Promise<void>((r) => (wakeReader = r));
+            await new Promise<void>((queued) => {
+              answers.push(answer(req, queued).finally(queued));
+              wake("writer");
+            });
+          }
+        } catch (err) {
+          readError = err;
+        } finally {
+          reading = false;
+          wake("writer");
+        }
+      })();
+      for (;;) {
+        const next = answers[0];
+        if (next) {
+          const response = await next;
+          answers.shift();
+          wake("reader");
+          yield response;
+        } else if (reading) {
+          await new Promise<void>((r) => (wakeWriter = r));
+        } else if (readError !== undefined) {
+          throw readError;
+        } else {
+          return;
+        }
       }
     },
 

@@ -53,6 +53,7 @@ export function registerChatServices(router: ConnectRouter, h: ChatHandlers): vo
   });
   router.service(MessageService, {
     postMessage: (req, ctx) => h.messages.postMessage(user(ctx), req),
+    streamPostMessages: (requests, ctx) => h.messages.streamPostMessages(user(ctx), requests),
     listMessages: async (req, ctx) => {
       const { response, immutable } = await h.messages.listMessages(user(ctx), req);
       // Pages that lie wholly in the past never change; browsers and private

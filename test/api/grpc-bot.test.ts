@@ -16,7 +16,7 @@ type AnyClient = grpc.Client & Record<string, UnaryFn>;
 
 const loadOptions = { keepCase: true, includeDirs: ["proto"], longs: String, enums: String, defaults: true, oneofs: true };
 const chat = grpc.loadPackageDefinition(
-  protoLoader.loadSync(["chat/v1/user.proto", "chat/v1/channel.proto", "chat/v1/message.proto"], loadOptions),
+  protoLoader.loadSync(["chat/v1/user.proto", "chat/v1/channel.proto", "chat/v1/message.proto", "chat/v1/error.proto"], loadOptions),
 ) as any;
 const health = grpc.loadPackageDefinition(protoLoader.loadSync(["grpc/health/v1/health.proto"], loadOptions)) as any;
 const reflection = grpc.loadPackageDefinition(protoLoader.loadSync(["grpc/reflection/v1/reflection.proto"], loadOptions)) as any;
@@ -147,9 +147,35 @@ describe("grpc.reflection.v1", () => {
     const files = bySymbol.file_descriptor_response.file_descriptor_proto.map((b: Buffer) => fromBinary(FileDescriptorProtoSchema, b));
     expect(files[0].name).toBe("chat/v1/message.proto");
     expect(files.map((f: { name: string }) => f.name)).toContain("google/protobuf/timestamp.proto");
-    expect(files[0].service[0].method.map((m: { name: string }) => m.name)).toEqual(["PostMessage", "ListMessages"]);
+    expect(files[0].service[0].method.map((m: { name: string }) => m.name)).toEqual(["PostMessage", "ListMessages", "StreamPostMessages"]);
     const event = fromBinary(FileDescriptorProtoSchema, byName.file_descriptor_response.file_descriptor_proto[0]);
     expect(event.messageType.map((m) => m.name)).toContain("Event");
     expect(missing.error_response.error_code).toBe(grpc.status.NOT_FOUND);
+  });
+});
+
+describe("a gRPC bot streaming posts", () => {
+  it("posts over StreamPostMessages with a duplex call and gets one answer per post, in order", async () => {
+    const u = await t.newUser();
+    const { channel } = await u.channels.createChannel({ name: `stream-bot-${Date.now()}` });
+    const messages = client(chat.chat.v1.MessageService) as unknown as {
+      StreamPostMessages(md: grpc.Metadata): grpc.ClientDuplexStream<object, any>;
+    };
+    const md = new grpc.Metadata();
+    md.set("authorization", `Bearer ${u.token}`);
+    const call = messages.StreamPostMessages(md);
+    const answers: any[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      call.on("data", (a) => answers.push(a));
+      call.on("end", () => resolve());
+      call.on("error", reject);
+    });
+    for (let i = 0; i < 20; i++) call.write({ channel_id: channel!.id.toString(), text: `line ${i}`, client_msg_id: `l${i}` });
+    call.write({ channel_id: channel!.id.toString(), text: "", client_msg_id: "bad" });
+    call.end();
+    await done;
+    expect(answers.map((a) => a.client_msg_id)).toEqual([...Array.from({ length: 20 }, (_, i) => `l${i}`), "bad"]);
+    expect(answers.at(-1).error).toMatchObject({ code: "ERROR_CODE_INVALID_ARGUMENT" });
+    expect(answers.slice(0, 20).map((a) => a.message.text)).toEqual(Array.from({ length: 20 }, (_, i) => `line ${i}`));
   });
 });

@@ -88,4 +88,53 @@ describe("the chat program", () => {
       expect(await second.exited).toBe(0);
     }
   });
+
+  it("keeps every acknowledged post when the process is killed (SIGKILL) mid-write", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "chat-kill-"));
+    const env = { CHAT_DATA_DIR: dir, CHAT_ADMIN_TOKEN: ADMIN };
+    try {
+      const first = await startChatProcess(env);
+      const admin = clients(first.url, ADMIN);
+      const { user } = await admin.users.createUser({ name: "Crash", email: `crash-${Date.now()}@example.com` });
+      const { token } = await admin.users.issueToken({ userId: user!.id });
+      const me = clients(first.url, token);
+      const { channel } = await me.channels.createChannel({ name: `crash-${Date.now()}` });
+      const acknowledged: bigint[] = [];
+      let stop = false;
+      const workers = Array.from({ length: 16 }, async (_, w) => {
+        for (let i = 0; !stop; i++) {
+          try {
+            const { message } = await me.messages.postMessage({ channelId: channel!.id, text: `k${w}-${i}`, clientMsgId: `k${w}-${i}` });
+            acknowledged.push(message!.id);
+          } catch {
+            stop = true;
+          }
+        }
+      });
+      while (acknowledged.length < 500) await new Promise((r) => setTimeout(r, 2));
+      first.child.kill("SIGKILL");
+      await first.exited;
+      stop = true;
+      await Promise.all(workers);
+
+      const second = await startChatProcess(env);
+      try {
+        const again = clients(second.url, token);
+        const stored = new Set<bigint>();
+        let after = 0n;
+        for (;;) {
+          const page = await again.messages.listMessages({ channelId: channel!.id, after, limit: 200, order: MessageOrder.OLDEST_FIRST });
+          page.messages.forEach((m) => stored.add(m.id));
+          if (!page.hasMore) break;
+          after = page.nextCursor;
+        }
+        expect(acknowledged.filter((id) => !stored.has(id))).toEqual([]);
+      } finally {
+        second.child.kill("SIGTERM");
+        await second.exited;
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -165,6 +165,75 @@ describe("MessageService", () => {
   });
 });
 
+describe("MessageService.StreamPostMessages", () => {
+  async function* from<T>(items: T[]) {
+    for (const item of items) yield item;
+  }
+
+  it.each(["grpc", "connect-binary"] as const)("posts in order over %s and answers every request, errors included", async (protocol) => {
+    const ch = await channelWith(alice, bob);
+    const other = (await bob.channels.createChannel({ name: `private-${Date.now()}-${protocol}`, visibility: 2 })).channel!.id;
+    const stream = t.clients(alice.token, protocol).messages.streamPostMessages(
+      from([
+        { channelId: ch, text: "one", clientMsgId: "s1" },
+        { channelId: ch, text: "", clientMsgId: "s2" },
+        { channelId: other, text: "not mine", clientMsgId: "s3" },
+        { channelId: ch, text: "two", clientMsgId: "s4" },
+        { channelId: ch, text: "one again", clientMsgId: "s1" },
+        { channelId: ch, text: "three" },
+      ]),
+    );
+    const answers = [];
+    for await (const a of stream) answers.push(a);
+    expect(answers.map((a) => a.clientMsgId)).toEqual(["s1", "s2", "s3", "s4", "s1", ""]);
+    expect(answers.map((a) => a.error?.code ?? 0)).toEqual([0, Code.InvalidArgument, Code.NotFound, 0, 0, 0]);
+    expect(answers[1]!.error?.message).toMatch(/^text: must not be empty/);
+    expect(answers[1]!.message).toBeUndefined();
+    expect(answers[4]).toMatchObject({ duplicate: true });
+    expect(answers[4]!.message?.id).toBe(answers[0]!.message?.id);
+    const history = await alice.messages.listMessages({ channelId: ch, order: MessageOrder.OLDEST_FIRST });
+    expect(history.messages.map((m) => m.text)).toEqual(["one", "two", "three"]);
+    expect(history.messages.map((m) => m.id)).toEqual([answers[0], answers[3], answers[5]].map((a) => a!.message!.id));
+  });
+
+  it("keeps each stream's order under many concurrent streams", async () => {
+    const ch = await channelWith(alice, bob);
+    const streams = await Promise.all(
+      Array.from({ length: 8 }, async (_, s) => {
+        const who = s % 2 ? alice : bob;
+        const ids: bigint[] = [];
+        const requests = Array.from({ length: 50 }, (_, i) => ({ channelId: ch, text: `s${s}-${i}`, clientMsgId: `s${s}-${i}` }));
+        for await (const a of t.clients(who.token, "grpc").messages.streamPostMessages(from(requests))) ids.push(a.message!.id);
+        return ids;
+      }),
+    );
+    for (const ids of streams) for (let i = 1; i < ids.length; i++) expect(ids[i]! > ids[i - 1]!).toBe(true);
+    const history = await alice.messages.listMessages({ channelId: ch, limit: 200 });
+    expect(history.hasMore).toBe(true);
+  });
+
+  it("refuses to open without a valid token", async () => {
+    const stream = t.clients("not-a-token", "grpc").messages.streamPostMessages(from([{ channelId: 1n, text: "x" }]));
+    await expectCode((async () => { for await (const _ of stream) void _; })(), Code.Unauthenticated);
+  });
+
+  it("ends with UNAUTHENTICATED when the token expires mid-stream", async () => {
+    const ch = await channelWith(alice);
+    const { token } = await t.admin.users.issueToken({ userId: alice.id, ttlSeconds: 1 });
+    async function* slow() {
+      yield { channelId: ch, text: "before expiry" };
+      await new Promise((r) => setTimeout(r, 2100));
+      yield { channelId: ch, text: "after expiry" };
+    }
+    const answers: string[] = [];
+    const run = (async () => {
+      for await (const a of t.clients(token, "grpc").messages.streamPostMessages(slow())) answers.push(a.message?.text ?? "");
+    })();
+    await expectCode(run, Code.Unauthenticated, /expired/);
+    expect(answers).toEqual(["before expiry"]);
+  });
+});
+
 describe("MessageService bad input", () => {
   let ch: bigint;
   beforeAll(async () => {

@@ -24,7 +24,7 @@ describe("authenticator", () => {
     const auth = createAuthenticator(options);
     const { token, expiresAt } = await auth.issueToken(99n, 0);
     expect(expiresAt).toBeGreaterThan(Date.now() + 3500_000);
-    expect(await auth.authenticate(`Bearer ${token}`)).toEqual({ kind: "user", userId: 99n });
+    expect(await auth.authenticate(`Bearer ${token}`)).toEqual({ kind: "user", userId: 99n, expiresAt });
     expect(await auth.authenticate(`bearer ${options.adminToken}`)).toEqual({ kind: "admin" });
   });
 

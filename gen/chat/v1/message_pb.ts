@@ -4,6 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { ErrorStatus } from "./error_pb.js";
+import { file_chat_v1_error } from "./error_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message as Message$1 } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/v1/message.proto.
  */
 export const file_chat_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("ChVjaGF0L3YxL21lc3NhZ2UucHJvdG8SB2NoYXQudjEikQEKB01lc3NhZ2USCgoCaWQYASABKAQSEgoKY2hhbm5lbF9pZBgCIAEoBBIRCglzZW5kZXJfaWQYAyABKAQSDAoEdGV4dBgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAYgASgJIk0KElBvc3RNZXNzYWdlUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEgwKBHRleHQYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCSJLChNQb3N0TWVzc2FnZVJlc3BvbnNlEiEKB21lc3NhZ2UYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2USEQoJZHVwbGljYXRlGAIgASgIIn0KE0xpc3RNZXNzYWdlc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgVsaW1pdBgCIAEoDRIOCgZiZWZvcmUYAyABKAQSDQoFYWZ0ZXIYBCABKAQSJAoFb3JkZXIYBSABKA4yFS5jaGF0LnYxLk1lc3NhZ2VPcmRlciJhChRMaXN0TWVzc2FnZXNSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtuZXh0X2N1cnNvchgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCCptCgxNZXNzYWdlT3JkZXISHQoZTUVTU0FHRV9PUkRFUl9VTlNQRUNJRklFRBAAEh4KGk1FU1NBR0VfT1JERVJfTkVXRVNUX0ZJUlNUEAESHgoaTUVTU0FHRV9PUkRFUl9PTERFU1RfRklSU1QQAjKsAQoOTWVzc2FnZVNlcnZpY2USSAoLUG9zdE1lc3NhZ2USGy5jaGF0LnYxLlBvc3RNZXNzYWdlUmVxdWVzdBocLmNoYXQudjEuUG9zdE1lc3NhZ2VSZXNwb25zZRJQCgxMaXN0TWVzc2FnZXMSHC5jaGF0LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaHS5jaGF0LnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChVjaGF0L3YxL21lc3NhZ2UucHJvdG8SB2NoYXQudjEikQEKB01lc3NhZ2USCgoCaWQYASABKAQSEgoKY2hhbm5lbF9pZBgCIAEoBBIRCglzZW5kZXJfaWQYAyABKAQSDAoEdGV4dBgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAYgASgJIk0KElBvc3RNZXNzYWdlUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEgwKBHRleHQYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCSJLChNQb3N0TWVzc2FnZVJlc3BvbnNlEiEKB21lc3NhZ2UYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2USEQoJZHVwbGljYXRlGAIgASgIIlQKGVN0cmVhbVBvc3RNZXNzYWdlc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIMCgR0ZXh0GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkijgEKGlN0cmVhbVBvc3RNZXNzYWdlc1Jlc3BvbnNlEhUKDWNsaWVudF9tc2dfaWQYASABKAkSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRIRCglkdXBsaWNhdGUYAyABKAgSIwoFZXJyb3IYBCABKAsyFC5jaGF0LnYxLkVycm9yU3RhdHVzIn0KE0xpc3RNZXNzYWdlc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgVsaW1pdBgCIAEoDRIOCgZiZWZvcmUYAyABKAQSDQoFYWZ0ZXIYBCABKAQSJAoFb3JkZXIYBSABKA4yFS5jaGF0LnYxLk1lc3NhZ2VPcmRlciJhChRMaXN0TWVzc2FnZXNSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtuZXh0X2N1cnNvchgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCCptCgxNZXNzYWdlT3JkZXISHQoZTUVTU0FHRV9PUkRFUl9VTlNQRUNJRklFRBAAEh4KGk1FU1NBR0VfT1JERVJfTkVXRVNUX0ZJUlNUEAESHgoaTUVTU0FHRV9PUkRFUl9PTERFU1RfRklSU1QQAjKPAgoOTWVzc2FnZVNlcnZpY2USSAoLUG9zdE1lc3NhZ2USGy5jaGF0LnYxLlBvc3RNZXNzYWdlUmVxdWVzdBocLmNoYXQudjEuUG9zdE1lc3NhZ2VSZXNwb25zZRJQCgxMaXN0TWVzc2FnZXMSHC5jaGF0LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaHS5jaGF0LnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlIgOQAgESYQoSU3RyZWFtUG9zdE1lc3NhZ2VzEiIuY2hhdC52MS5TdHJlYW1Qb3N0TWVzc2FnZXNSZXF1ZXN0GiMuY2hhdC52MS5TdHJlYW1Qb3N0TWVzc2FnZXNSZXNwb25zZSgBMAFiBnByb3RvMw", [file_chat_v1_error, file_google_protobuf_timestamp]);
 
 /**
  * A message in a channel (group channel or direct message).
@@ -136,6 +138,83 @@ export const PostMessageResponseSchema: GenMessage<PostMessageResponse> = /*@__P
   messageDesc(file_chat_v1_message, 2);
 
 /**
+ * One post on a MessageService.StreamPostMessages stream.
+ *
+ * @generated from message chat.v1.StreamPostMessagesRequest
+ */
+export type StreamPostMessagesRequest = Message$1<"chat.v1.StreamPostMessagesRequest"> & {
+  /**
+   * The channel to post in; the caller must be a member.
+   *
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * The text: 1 to 40,000 characters, not only white space.
+   *
+   * @generated from field: string text = 2;
+   */
+  text: string;
+
+  /**
+   * Idempotency key, as in PostMessageRequest; also echoed in the response.
+   *
+   * @generated from field: string client_msg_id = 3;
+   */
+  clientMsgId: string;
+};
+
+/**
+ * Describes the message chat.v1.StreamPostMessagesRequest.
+ * Use `create(StreamPostMessagesRequestSchema)` to create a new message.
+ */
+export const StreamPostMessagesRequestSchema: GenMessage<StreamPostMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 3);
+
+/**
+ * The answer to one StreamPostMessagesRequest, in request order.
+ *
+ * @generated from message chat.v1.StreamPostMessagesResponse
+ */
+export type StreamPostMessagesResponse = Message$1<"chat.v1.StreamPostMessagesResponse"> & {
+  /**
+   * The request's client_msg_id, to match answers to posts.
+   *
+   * @generated from field: string client_msg_id = 1;
+   */
+  clientMsgId: string;
+
+  /**
+   * The stored message, when the post was accepted.
+   *
+   * @generated from field: chat.v1.Message message = 2;
+   */
+  message?: Message | undefined;
+
+  /**
+   * True when this was a retry answered with the original message.
+   *
+   * @generated from field: bool duplicate = 3;
+   */
+  duplicate: boolean;
+
+  /**
+   * Why the post was rejected, when it was; nothing was written then.
+   *
+   * @generated from field: chat.v1.ErrorStatus error = 4;
+   */
+  error?: ErrorStatus | undefined;
+};
+
+/**
+ * Describes the message chat.v1.StreamPostMessagesResponse.
+ * Use `create(StreamPostMessagesResponseSchema)` to create a new message.
+ */
+export const StreamPostMessagesResponseSchema: GenMessage<StreamPostMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 4);
+
+/**
  * Request of MessageService.ListMessages.
  *
  * @generated from message chat.v1.ListMessagesRequest
@@ -182,7 +261,7 @@ export type ListMessagesRequest = Message$1<"chat.v1.ListMessagesRequest"> & {
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_message, 3);
+  messageDesc(file_chat_v1_message, 5);
 
 /**
  * Response of MessageService.ListMessages.
@@ -219,7 +298,7 @@ export type ListMessagesResponse = Message$1<"chat.v1.ListMessagesResponse"> & {
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_message, 4);
+  messageDesc(file_chat_v1_message, 6);
 
 /**
  * Order of a page of messages.
@@ -283,6 +362,21 @@ export const MessageService: GenService<{
     methodKind: "unary";
     input: typeof ListMessagesRequestSchema;
     output: typeof ListMessagesResponseSchema;
+  },
+  /**
+   * Posts many messages over one long-lived stream, for bots and imports
+   * that post at high rates without one HTTP request per post. Needs HTTP/2
+   * (gRPC, or Connect over h2c/h2). The server handles the requests of one
+   * stream one after another, in order, by the same rules as PostMessage, and
+   * answers each with exactly one response, in the same order. A rejected post
+   * is answered with its error and the stream goes on.
+   *
+   * @generated from rpc chat.v1.MessageService.StreamPostMessages
+   */
+  streamPostMessages: {
+    methodKind: "bidi_streaming";
+    input: typeof StreamPostMessagesRequestSchema;
+    output: typeof StreamPostMessagesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_v1_message, 0);
