@@ -24,6 +24,18 @@ function clients(url: string, token: string) {
   };
 }
 
+/** Every message id stored in the channel, read oldest first to the end. */
+async function storedIds(c: ReturnType<typeof clients>, channelId: bigint): Promise<Set<bigint>> {
+  const stored = new Set<bigint>();
+  let after = 0n;
+  for (;;) {
+    const page = await c.messages.listMessages({ channelId, after, limit: 200, order: MessageOrder.OLDEST_FIRST });
+    page.messages.forEach((m) => stored.add(m.id));
+    if (!page.hasMore) return stored;
+    after = page.nextCursor;
+  }
+}
+
 describe("the chat program", () => {
   it("refuses to start on bad configuration, naming each bad variable", async () => {
     const { code, stderr } = await runChat({ CHAT_API_PORT: "99999", CHAT_LOG_LEVEL: "chatty", CHAT_DATA_DIR: dataDir });
@@ -71,15 +83,7 @@ describe("the chat program", () => {
 
     const second = await startChatProcess(env);
     try {
-      const again = clients(second.url, token);
-      const stored = new Set<bigint>();
-      let after = 0n;
-      for (;;) {
-        const page = await again.messages.listMessages({ channelId: channel!.id, after, limit: 200, order: MessageOrder.OLDEST_FIRST });
-        page.messages.forEach((m) => stored.add(m.id));
-        if (!page.hasMore) break;
-        after = page.nextCursor;
-      }
+      const stored = await storedIds(clients(second.url, token), channel!.id);
       const lost = acknowledged.filter((id) => !stored.has(id));
       expect(lost).toEqual([]);
       expect(acknowledged.length).toBeGreaterThanOrEqual(200);
@@ -119,15 +123,7 @@ describe("the chat program", () => {
 
       const second = await startChatProcess(env);
       try {
-        const again = clients(second.url, token);
-        const stored = new Set<bigint>();
-        let after = 0n;
-        for (;;) {
-          const page = await again.messages.listMessages({ channelId: channel!.id, after, limit: 200, order: MessageOrder.OLDEST_FIRST });
-          page.messages.forEach((m) => stored.add(m.id));
-          if (!page.hasMore) break;
-          after = page.nextCursor;
-        }
+        const stored = await storedIds(clients(second.url, token), channel!.id);
         expect(acknowledged.filter((id) => !stored.has(id))).toEqual([]);
       } finally {
         second.child.kill("SIGTERM");
