@@ -25,6 +25,8 @@ export interface Config {
     port: number;
     /** Largest accepted request message, in bytes. */
     maxRequestBytes: number;
+    /** Browser origins allowed to call the API (CORS); "*" for any; empty for none. */
+    corsOrigins: string[];
   };
   auth: {
     /** Bearer value of the admin credential; generated into dataDir when absent. */
@@ -63,6 +65,15 @@ const envSchema = z.object({
   CHAT_API_HOST: z.string().min(1, "must not be empty").default("127.0.0.1"),
   CHAT_API_PORT: integer(0, 65535).default(8080),
   CHAT_MAX_REQUEST_BYTES: integer(1024, 64 * 1024 * 1024).default(1024 * 1024),
+  CHAT_CORS_ORIGINS: z
+    .string()
+    .transform((v) => v.split(",").map((o) => o.trim()).filter((o) => o !== ""))
+    .pipe(
+      z.array(
+        z.union([z.literal("*"), z.string().regex(/^https?:\/\/[^/\s]+$/, "expected \"*\" or origins like https://chat.example.com, comma-separated")]),
+      ),
+    )
+    .default([]),
   CHAT_ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   CHAT_JWT_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   CHAT_TOKEN_DEFAULT_TTL_SECONDS: integer(60, 366 * 86400).default(86400),
@@ -109,7 +120,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const parsed = envSchema.safeParse(raw);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
-      const name = issue.path.join(".");
+      const name = String(issue.path[0]);
       const got = raw[name];
       const source = name === "CHAT_ROLE" && roleArg !== undefined ? "--role" : name;
       problems.push(`${source}: ${issue.message}${got === undefined ? "" : ` (got ${JSON.stringify(got)})`}`);
@@ -127,7 +138,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     role: e.CHAT_ROLE,
     nodeId: e.CHAT_NODE_ID,
     dataDir: path.resolve(e.CHAT_DATA_DIR),
-    api: { host: e.CHAT_API_HOST, port: e.CHAT_API_PORT, maxRequestBytes: e.CHAT_MAX_REQUEST_BYTES },
+    api: {
+      host: e.CHAT_API_HOST,
+      port: e.CHAT_API_PORT,
+      maxRequestBytes: e.CHAT_MAX_REQUEST_BYTES,
+      corsOrigins: e.CHAT_CORS_ORIGINS,
+    },
     auth: {
       adminToken: e.CHAT_ADMIN_TOKEN,
       jwtSecret: e.CHAT_JWT_SECRET,

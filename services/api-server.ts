@@ -18,6 +18,7 @@ import { file_chat_v1_event } from "../gen/chat/v1/event_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import type { Authenticator } from "./auth.js";
 import { registerHealth, type HealthState } from "./health.js";
+import { createCors } from "./cors.js";
 import { createAuthInterceptor, createObservabilityInterceptor } from "./interceptors.js";
 import { registerReflection } from "./reflection.js";
 import { createRpcHandler } from "./rpc-handler.js";
@@ -27,6 +28,8 @@ export interface ApiServerOptions {
   host: string;
   port: number;
   maxRequestBytes: number;
+  /** Browser origins allowed to call the API (CORS); "*" for any. */
+  corsOrigins?: readonly string[];
   handlers: ChatHandlers;
   auth: Authenticator;
   metrics: ApiMetrics;
@@ -75,7 +78,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     },
   });
 
+  const cors = createCors(options.corsOrigins ?? []);
   const handle = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (cors(req, res)) return;
     const path = req.url?.split("?")[0];
     if (req.method === "GET" && path === "/healthz") {
       const ok = health?.serving ?? false;

@@ -86,6 +86,7 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     host: config.api.host,
     port: config.api.port,
     maxRequestBytes: config.api.maxRequestBytes,
+    corsOrigins: config.api.corsOrigins,
     handlers,
     auth,
     metrics,

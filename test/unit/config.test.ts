@@ -38,6 +38,15 @@ describe("config", () => {
     ).toThrow(/must not exceed/);
   });
 
+  it("parses CORS origins and rejects malformed ones", () => {
+    expect(loadConfig({ env: { CHAT_CORS_ORIGINS: "https://a.example, http://localhost:3000" }, argv: [] }).api.corsOrigins).toEqual([
+      "https://a.example",
+      "http://localhost:3000",
+    ]);
+    expect(loadConfig({ env: { CHAT_CORS_ORIGINS: "*" }, argv: [] }).api.corsOrigins).toEqual(["*"]);
+    expect(() => loadConfig({ env: { CHAT_CORS_ORIGINS: "a.example/path" }, argv: [] })).toThrow(/CHAT_CORS_ORIGINS/);
+  });
+
   it("treats empty variables as unset", () => {
     expect(loadConfig({ env: { CHAT_API_PORT: "" }, argv: [] }).api.port).toBe(8080);
   });
