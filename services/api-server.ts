@@ -53,6 +53,7 @@ export interface ApiServer {
 }
 
 const H2_PREFACE = Buffer.from("PRI");
+const SNIFF_TIMEOUT_MS = 10_000;
 
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const { metrics, logger } = options;
@@ -139,6 +140,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       h1Active.delete(socket);
     });
     socket.on("error", () => socket.destroy());
+    // A connection that never says which protocol it speaks is dropped;
+    // after that the HTTP servers' own timeouts apply.
+    socket.setTimeout(SNIFF_TIMEOUT_MS, () => socket.destroy());
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
@@ -146,6 +150,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       const couldBeH2 = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
       if (couldBeH2 && head.length < H2_PREFACE.length) return; // wait for more bytes
       socket.off("data", onData);
+      socket.setTimeout(0);
       socket.pause();
       socket.unshift(head);
       if (couldBeH2) h2Sockets.add(socket);
