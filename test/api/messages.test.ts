@@ -202,12 +202,16 @@ describe("MessageService.StreamPostMessages", () => {
       Array.from({ length: 8 }, async (_, s) => {
         const who = s % 2 ? alice : bob;
         const ids: bigint[] = [];
-        const requests = Array.from({ length: 50 }, (_, i) => ({ channelId: ch, text: `s${s}-${i}`, clientMsgId: `s${s}-${i}` }));
+        // More than MAX_STREAM_IN_FLIGHT per stream, so back-pressure is exercised.
+        const requests = Array.from({ length: 150 }, (_, i) => ({ channelId: ch, text: `s${s}-${i}`, clientMsgId: `s${s}-${i}` }));
         for await (const a of t.clients(who.token, "grpc").messages.streamPostMessages(from(requests))) ids.push(a.message!.id);
         return ids;
       }),
     );
-    for (const ids of streams) for (let i = 1; i < ids.length; i++) expect(ids[i]! > ids[i - 1]!).toBe(true);
+    for (const ids of streams) {
+      expect(ids).toHaveLength(150);
+      for (let i = 1; i < ids.length; i++) expect(ids[i]! > ids[i - 1]!).toBe(true);
+    }
     const history = await alice.messages.listMessages({ channelId: ch, limit: 200 });
     expect(history.hasMore).toBe(true);
   });
