@@ -49,7 +49,7 @@ import type { UserPrincipal } from "./auth.js";
 import { channelToProto, deliveryFromProto, membershipToProto, visibilityFromProto } from "./convert.js";
 import type { ServiceDeps } from "./deps.js";
 import { failedPrecondition, notFound, permissionDenied } from "./errors.js";
-import { decodePageToken, encodePageToken } from "./page-token.js";
+import { decodePageToken, paginate } from "./page-token.js";
 import {
   channelName,
   codePointLength,
@@ -206,14 +206,13 @@ export function createChannelService(deps: ServiceDeps, access: ChannelAccess): 
       const limit = pageSize("page_size", req.pageSize, 100, 500);
       const after = decodePageToken("page_token", "my_channels", req.pageToken);
       const rows = await store.listChannelsOfUser(caller.userId, after, limit + 1);
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
+      const { page, nextPageToken } = paginate(rows, limit, "my_channels", (r) => r.channel.id);
       return create(ListMyChannelsResponseSchema, {
         channels: page.map(({ channel, membership }) => ({
           channel: channelToProto(channel),
           membership: membershipToProto(membership),
         })),
-        nextPageToken: rows.length > limit && last ? encodePageToken("my_channels", last.channel.id) : "",
+        nextPageToken,
       });
     },
 
@@ -266,12 +265,8 @@ export function createChannelService(deps: ServiceDeps, access: ChannelAccess): 
       const after = decodePageToken("page_token", "members", req.pageToken);
       await access.member(caller, channelId);
       const members = await store.listMembers(channelId, after, limit + 1);
-      const page = members.slice(0, limit);
-      const last = page.at(-1);
-      return create(ListMembersResponseSchema, {
-        members: page.map(membershipToProto),
-        nextPageToken: members.length > limit && last ? encodePageToken("members", last.userId) : "",
-      });
+      const { page, nextPageToken } = paginate(members, limit, "members", (m) => m.userId);
+      return create(ListMembersResponseSchema, { members: page.map(membershipToProto), nextPageToken });
     },
 
     async openDirectMessage(caller, req) {

@@ -16,3 +16,18 @@ export function decodePageToken(field: string, listing: string, token: string): 
   if (!match || match[1] !== listing) throw invalid(field, "invalid page token");
   return BigInt(match[2]!);
 }
+
+/**
+ * Cuts a listing read with limit + 1 rows into the page and the token of the
+ * next one (empty when this page is the last).
+ */
+export function paginate<T>(
+  rows: T[],
+  limit: number,
+  listing: string,
+  idOf: (row: T) => bigint,
+): { page: T[]; nextPageToken: string } {
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return { page, nextPageToken: rows.length > limit && last !== undefined ? encodePageToken(listing, idOf(last)) : "" };
+}

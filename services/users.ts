@@ -20,7 +20,7 @@ import { ts, userToProto } from "./convert.js";
 import type { ServiceDeps } from "./deps.js";
 import { notFound } from "./errors.js";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { decodePageToken, encodePageToken } from "./page-token.js";
+import { decodePageToken, paginate } from "./page-token.js";
 import { invalid, pageSize, requireEmail, requireId, requireName } from "./validate.js";
 
 export interface UserService {
@@ -69,13 +69,8 @@ export function createUserService(deps: ServiceDeps): UserService {
     async listUsers(_caller, req) {
       const limit = pageSize("page_size", req.pageSize, 50, 200);
       const after = decodePageToken("page_token", "users", req.pageToken);
-      const users = await store.listUsers(after, limit + 1);
-      const page = users.slice(0, limit);
-      const last = page.at(-1);
-      return create(ListUsersResponseSchema, {
-        users: page.map(userToProto),
-        nextPageToken: users.length > limit && last ? encodePageToken("users", last.id) : "",
-      });
+      const { page, nextPageToken } = paginate(await store.listUsers(after, limit + 1), limit, "users", (u) => u.id);
+      return create(ListUsersResponseSchema, { users: page.map(userToProto), nextPageToken });
     },
   };
 }
