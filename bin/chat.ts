@@ -19,6 +19,15 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel, { role: config.role, node: config.nodeId });
+  // A bug that escapes every handler leaves the process in an unknown state:
+  // log it and exit non-zero so the supervisor restarts a clean one.
+  const die = (kind: string) => (err: unknown) => {
+    logger.fatal({ err }, kind);
+    logger.flush();
+    process.exit(1);
+  };
+  process.on("uncaughtException", die("uncaught exception"));
+  process.on("unhandledRejection", die("unhandled promise rejection"));
   if (config.role === "gateway") {
     logger.fatal("the gateway role is not available in this build yet");
     process.exit(2);
