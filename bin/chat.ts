@@ -5,7 +5,7 @@
  */
 import { ConfigError, loadConfig, type Config } from "../core/config.js";
 import { createLogger } from "../core/logger.js";
-import { startApi } from "../services/api.js";
+import { startChatNode } from "./node.js";
 
 async function main(): Promise<void> {
   let config: Config;
@@ -28,12 +28,21 @@ async function main(): Promise<void> {
   };
   process.on("uncaughtException", die("uncaught exception"));
   process.on("unhandledRejection", die("unhandled promise rejection"));
-  if (config.role === "gateway") {
-    logger.fatal("the gateway role is not available in this build yet");
+  if (config.role !== "all") {
+    // Separate api and gateway processes need a bus that crosses processes (NATS).
+    logger.fatal({ role: config.role }, "only role 'all' is available until the NATS bus lands (CHAT_BUS=nats)");
     process.exit(2);
   }
-  const api = await startApi({ config, logger });
-  logger.info({ dataDir: config.dataDir, api: api.server.url }, "chat started");
+  const node = await startChatNode({ config, logger });
+  logger.info(
+    {
+      dataDir: config.dataDir,
+      api: node.api.server.url,
+      gateway: node.gateway.addresses.map((a) => `ws://${a.host}:${a.port}/ws`),
+    },
+    "chat started",
+  );
+  const stop = () => node.stop();
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -43,7 +52,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     logger.info({ signal, graceMs: config.shutdownGraceMs }, "shutting down");
-    api.stop().then(
+    stop().then(
       () => {
         logger.info("stopped");
         logger.flush();

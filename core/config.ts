@@ -36,11 +36,30 @@ export interface Config {
     defaultTokenTtlSeconds: number;
     maxTokenTtlSeconds: number;
   };
+  gateway: GatewayConfig;
   store: { kind: "sqlite" };
   bus: { kind: "local"; subjectPrefix: string };
   logLevel: (typeof LOG_LEVELS)[number];
   /** How long SIGTERM waits for in-flight work before closing anyway. */
   shutdownGraceMs: number;
+}
+
+export interface GatewayConfig {
+  /** Addresses the WebSocket gateway listens on (one per IP alias or NIC). */
+  listen: Array<{ host: string; port: number }>;
+  /** Largest client frame; a larger one closes the socket with 1009. */
+  maxFrameBytes: number;
+  /** Bytes queued for one slow socket before it is cut off (close code 4008). */
+  maxBackpressureBytes: number;
+  /** Seconds without traffic before a socket is closed; pings keep live ones open. */
+  idleTimeoutSeconds: number;
+  /** Most sockets one user may hold on one gateway process (more: HTTP 429 at upgrade). */
+  maxConnectionsPerUser: number;
+  /** Sustained posts per second per socket, and the burst above it. */
+  postsPerSecond: number;
+  postBurst: number;
+  /** Most messages replayed per channel by one resume. */
+  resumeLimit: number;
 }
 
 /** Thrown by loadConfig; the message lists every bad setting by name. */
@@ -78,6 +97,24 @@ const envSchema = z.object({
   CHAT_JWT_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   CHAT_TOKEN_DEFAULT_TTL_SECONDS: integer(60, 366 * 86400).default(86400),
   CHAT_TOKEN_MAX_TTL_SECONDS: integer(60, 366 * 86400).default(30 * 86400),
+  CHAT_GATEWAY_HOST: z.string().min(1, "must not be empty").default("127.0.0.1"),
+  CHAT_GATEWAY_PORT: integer(0, 65535).default(8081),
+  CHAT_GATEWAY_LISTEN: z
+    .string()
+    .transform((v) => v.split(",").map((a) => a.trim()).filter((a) => a !== ""))
+    .pipe(
+      z
+        .array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, "expected host:port entries, comma-separated"))
+        .min(1, "expected at least one host:port"),
+    )
+    .optional(),
+  CHAT_GATEWAY_MAX_FRAME_BYTES: integer(1024, 16 * 1024 * 1024).default(64 * 1024),
+  CHAT_GATEWAY_MAX_BACKPRESSURE_BYTES: integer(16 * 1024, 1024 * 1024 * 1024).default(1024 * 1024),
+  CHAT_GATEWAY_IDLE_TIMEOUT_SECONDS: integer(8, 960).default(120),
+  CHAT_GATEWAY_MAX_CONNECTIONS_PER_USER: integer(1, 100_000).default(20),
+  CHAT_GATEWAY_POSTS_PER_SECOND: integer(1, 1_000_000).default(20),
+  CHAT_GATEWAY_POST_BURST: integer(1, 1_000_000).default(50),
+  CHAT_GATEWAY_RESUME_LIMIT: integer(1, 100_000).default(1000),
   CHAT_STORE: z.enum(["sqlite"], { error: "expected sqlite" }).default("sqlite"),
   CHAT_BUS: z.enum(["local"], { error: "expected local" }).default("local"),
   CHAT_SUBJECT_PREFIX: z
@@ -150,9 +187,25 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       defaultTokenTtlSeconds: e.CHAT_TOKEN_DEFAULT_TTL_SECONDS,
       maxTokenTtlSeconds: e.CHAT_TOKEN_MAX_TTL_SECONDS,
     },
+    gateway: {
+      listen: (e.CHAT_GATEWAY_LISTEN ?? [`${e.CHAT_GATEWAY_HOST}:${e.CHAT_GATEWAY_PORT}`]).map(parseHostPort),
+      maxFrameBytes: e.CHAT_GATEWAY_MAX_FRAME_BYTES,
+      maxBackpressureBytes: e.CHAT_GATEWAY_MAX_BACKPRESSURE_BYTES,
+      idleTimeoutSeconds: e.CHAT_GATEWAY_IDLE_TIMEOUT_SECONDS,
+      maxConnectionsPerUser: e.CHAT_GATEWAY_MAX_CONNECTIONS_PER_USER,
+      postsPerSecond: e.CHAT_GATEWAY_POSTS_PER_SECOND,
+      postBurst: e.CHAT_GATEWAY_POST_BURST,
+      resumeLimit: e.CHAT_GATEWAY_RESUME_LIMIT,
+    },
     store: { kind: e.CHAT_STORE },
     bus: { kind: e.CHAT_BUS, subjectPrefix: e.CHAT_SUBJECT_PREFIX },
     logLevel: e.CHAT_LOG_LEVEL,
     shutdownGraceMs: e.CHAT_SHUTDOWN_GRACE_MS,
   };
+}
+
+function parseHostPort(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(":");
+  const host = address.slice(0, i).replace(/^\[(.*)\]$/, "$1");
+  return { host, port: Number(address.slice(i + 1)) };
 }

@@ -2,7 +2,7 @@
  * Prometheus metrics of one process. Each server instance owns its registry, so
  * several servers can run in one test process without colliding.
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export interface ApiMetrics {
   registry: Registry;
@@ -55,6 +55,68 @@ export function createApiMetrics(options: { defaultMetrics?: boolean } = {}): Ap
       help: "Events published on the bus, by payload kind.",
       labelNames: ["kind"],
       registers: [registry],
+    }),
+  };
+}
+
+export interface GatewayMetrics {
+  connections: Gauge;
+  framesIn: Counter<"kind">;
+  framesOut: Counter<"kind">;
+  bytesIn: Counter;
+  bytesOut: Counter;
+  closes: Counter<"reason">;
+  backpressureDrops: Counter;
+  deliveryLatency: Histogram;
+  busSubscriptions: Gauge;
+}
+
+/** Metrics of the WebSocket gateway, registered in the process's registry. */
+export function createGatewayMetrics(registry: Registry, busSubscriptions: () => number): GatewayMetrics {
+  return {
+    connections: new Gauge({ name: "chat_gateway_connections", help: "Open WebSocket connections.", registers: [registry] }),
+    framesIn: new Counter({
+      name: "chat_gateway_frames_in_total",
+      help: "Client frames received, by kind (post, resume, ping, malformed).",
+      labelNames: ["kind"],
+      registers: [registry],
+    }),
+    framesOut: new Counter({
+      name: "chat_gateway_frames_out_total",
+      help: "Server frames delivered to sockets, by kind (a topic publish counts once per subscriber).",
+      labelNames: ["kind"],
+      registers: [registry],
+    }),
+    bytesIn: new Counter({ name: "chat_gateway_bytes_in_total", help: "Bytes of client frames received.", registers: [registry] }),
+    bytesOut: new Counter({
+      name: "chat_gateway_bytes_out_total",
+      help: "Bytes of server frames delivered (a topic publish counts once per subscriber).",
+      registers: [registry],
+    }),
+    closes: new Counter({
+      name: "chat_gateway_closes_total",
+      help: "Closed connections, by reason.",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
+    backpressureDrops: new Counter({
+      name: "chat_gateway_backpressure_drops_total",
+      help: "Sockets cut off because they did not read fast enough (close code 4008).",
+      registers: [registry],
+    }),
+    deliveryLatency: new Histogram({
+      name: "chat_gateway_delivery_latency_seconds",
+      help: "From a message's id timestamp (accepted by the API) to its hand-off to the sockets.",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [registry],
+    }),
+    busSubscriptions: new Gauge({
+      name: "chat_gateway_bus_subscriptions",
+      help: "Bus subjects this process subscribes to (one per channel or user with a local listener).",
+      registers: [registry],
+      collect() {
+        this.set(busSubscriptions());
+      },
     }),
   };
 }

@@ -5,6 +5,7 @@
  */
 import path from "node:path";
 import type { Bus } from "../bus/bus.js";
+import { createFanout, type Fanout } from "../bus/fanout.js";
 import { createLocalBus } from "../bus/local-bus.js";
 import { createSubjects, type Subjects } from "../bus/subjects.js";
 import type { Config } from "../core/config.js";
@@ -17,6 +18,9 @@ import type { ChatStore } from "../store/store.js";
 import { startApiServer, type ApiServer } from "./api-server.js";
 import { createAuthenticator, type Authenticator } from "./auth.js";
 import { createChannelAccess, createChannelService } from "./channels.js";
+import { createLocalEventBackend } from "./event-backend.js";
+import type { EventBackend } from "./event-session.js";
+import { EventService, registerEventService } from "./event-service.js";
 import { createEventPublisher } from "./events.js";
 import { createMessageService } from "./messages.js";
 import type { ChatHandlers } from "./routes.js";
@@ -24,6 +28,9 @@ import { createUserService } from "./users.js";
 
 export interface RunningApi {
   server: ApiServer;
+  /** Local interest in bus subjects, shared by the event stream and the gateway. */
+  fanout: Fanout;
+  eventBackend: EventBackend;
   handlers: ChatHandlers;
   auth: Authenticator;
   bus: Bus;
@@ -82,6 +89,10 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     messages: createMessageService(deps, access),
   };
 
+  const fanout = createFanout(bus, subjects, {
+    onListenerError: (err) => logger.error({ err }, "event listener failed"),
+  });
+  const eventBackend = createLocalEventBackend(handlers.channels, handlers.messages);
   const server = await startApiServer({
     host: config.api.host,
     port: config.api.port,
@@ -91,11 +102,21 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     auth,
     metrics,
     logger,
+    extraServices: [EventService],
+    routes: (router) =>
+      registerEventService(router, {
+        backend: eventBackend,
+        fanout,
+        resumeLimit: config.gateway.resumeLimit,
+        maxQueued: 10_000,
+      }),
   });
 
   let stopping: Promise<void> | undefined;
   return {
     server,
+    fanout,
+    eventBackend,
     handlers,
     auth,
     bus,

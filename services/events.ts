@@ -58,16 +58,20 @@ export function createEventPublisher(deps: EventPublisherDeps): EventPublisher {
         { case: "messagePosted", value: { message, delivery: deliveryModeOf(channel) } },
         [subjects.channel(channel.id)],
       ),
+    // The user's subject last: the gateway subscribes the joiner's sockets on
+    // it, so they see the event once (not also through the channel).
     memberJoined: (channel, membership, byUserId) =>
       publish(
         channel.id,
         { case: "memberJoined", value: { membership: membershipToProto(membership), byUserId } },
         [subjects.channel(channel.id), subjects.user(membership.userId)],
       ),
+    // The user's subject first: the gateway unsubscribes the leaver's sockets
+    // on it, so they see the event once (not also through the channel).
     memberLeft: (channel, userId, byUserId) =>
       publish(channel.id, { case: "memberLeft", value: { userId, byUserId } }, [
-        subjects.channel(channel.id),
         subjects.user(userId),
+        subjects.channel(channel.id),
       ]),
     channelCreated: (channel) =>
       publish(channel.id, { case: "channelCreated", value: { channel: channelToProto(channel) } }, [

@@ -56,7 +56,15 @@ export interface ListMessagesResult {
 }
 
 export interface MessageService {
-  postMessage(caller: UserPrincipal, req: PostMessageRequest): Promise<PostMessageResponse>;
+  /**
+   * Posts one message. onQueued, if given, runs once the message has its id
+   * (before it is durable): callers that pipeline posts start the next then.
+   */
+  postMessage(
+    caller: UserPrincipal,
+    req: Pick<PostMessageRequest, "channelId" | "text" | "clientMsgId">,
+    onQueued?: () => void,
+  ): Promise<PostMessageResponse>;
   /** Posts each request in turn and answers each, errors included, in order. */
   streamPostMessages(
     caller: UserPrincipal,

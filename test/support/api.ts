@@ -14,13 +14,17 @@ import { createLogger } from "../../core/logger.js";
 import { ChannelService, DeliveryMode, Visibility } from "../../gen/chat/v1/channel_pb.js";
 import { MessageService } from "../../gen/chat/v1/message_pb.js";
 import { UserService } from "../../gen/chat/v1/user_pb.js";
-import { startApi, type RunningApi } from "../../services/api.js";
+import type { RunningApi } from "../../services/api.js";
+import { startChatNode, type ChatNode } from "../../bin/node.js";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
 
 export interface TestApi {
   api: RunningApi;
+  node: ChatNode;
   url: string;
+  /** The gateway's WebSocket URL, ws://127.0.0.1:PORT/ws. */
+  wsUrl: string;
   dataDir: string;
   admin: Clients;
   /** Clients that send the given bearer token (or none). */
@@ -53,6 +57,8 @@ export async function startTestApi(env: Record<string, string> = {}): Promise<Te
       CHAT_DATA_DIR: dataDir,
       CHAT_API_HOST: "127.0.0.1",
       CHAT_API_PORT: "0",
+      CHAT_GATEWAY_HOST: "127.0.0.1",
+      CHAT_GATEWAY_PORT: "0",
       CHAT_ADMIN_TOKEN: ADMIN_TOKEN,
       CHAT_SHUTDOWN_GRACE_MS: "2000",
       ...env,
@@ -60,8 +66,11 @@ export async function startTestApi(env: Record<string, string> = {}): Promise<Te
     argv: [],
   });
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? "silent");
-  const api = await startApi({ config, logger, defaultMetrics: false });
+  const node = await startChatNode({ config, logger, defaultMetrics: false });
+  const api = node.api;
   const url = api.server.url;
+  const gatewayAddress = node.gateway.addresses[0]!;
+  const wsUrl = `ws://${gatewayAddress.host}:${gatewayAddress.port}/ws`;
 
   const transport = (token: string | undefined, protocol: Protocol): Transport => {
     const interceptors: Interceptor[] = token
@@ -87,7 +96,9 @@ export async function startTestApi(env: Record<string, string> = {}): Promise<Te
 
   return {
     api,
+    node,
     url,
+    wsUrl,
     dataDir,
     admin,
     clients,
@@ -99,7 +110,7 @@ export async function startTestApi(env: Record<string, string> = {}): Promise<Te
       return { id: user!.id, token, email, ...clients(token) };
     },
     async stop() {
-      await api.stop();
+      await node.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -1,0 +1,408 @@
+/**
+ * The realtime edge: uWebSockets.js sockets on /ws, one uWS topic per channel
+ * and wire format, one bus subscription per channel with at least one local
+ * socket (through the Fanout), posting over the socket through the message
+ * service, resume without loss (EventSession), and the protections a public
+ * edge needs: frame size, malformed-frame budget, backpressure cut-off, post
+ * rate limit, per-user connection cap, idle timeout with pings.
+ *
+ * Close codes (documented in the README):
+ *   1001 server shutting down, 1008 too many malformed frames,
+ *   1009 frame larger than max_frame_bytes, 4001 token expired,
+ *   4008 too slow: backpressure limit reached (reconnect and resume).
+ */
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import { randomUUID } from "node:crypto";
+import type { Registry } from "prom-client";
+import type { Fanout } from "../bus/fanout.js";
+import type { GatewayConfig } from "../core/config.js";
+import { timestampOfId } from "../core/ids.js";
+import type { Logger } from "../core/logger.js";
+import type { GatewayMetrics } from "../core/metrics.js";
+import type { ErrorCode } from "../gen/chat/v1/error_pb.js";
+import type { Event } from "../gen/chat/v1/event_pb.js";
+import { PostMessageRequestSchema } from "../gen/chat/v1/message_pb.js";
+import type { ServerFrame } from "../gen/chat/v1/frame_pb.js";
+import type { Authenticator, UserPrincipal } from "../services/auth.js";
+import { toConnectError } from "../services/errors.js";
+import { EventSession, frame, type EventBackend } from "../services/event-session.js";
+import type { MessageService } from "../services/messages.js";
+import { BINARY_SUBPROTOCOLS, decodeClientFrame, encodeServerFrame, JSON_SUBPROTOCOL, type WireFormat } from "./codec.js";
+import { loadUws, type Uws } from "./uws.js";
+
+export const CLOSE = {
+  goingAway: 1001,
+  policy: 1008,
+  tooBig: 1009,
+  tokenExpired: 4001,
+  tooSlow: 4008,
+} as const;
+
+/** Malformed frames a connection may send before it is closed with 1008. */
+export const MALFORMED_FRAME_BUDGET = 10;
+/** How long a `?resume=1` connection holds events while waiting for its resume frame. */
+export const START_HOLD_MS = 10_000;
+
+export interface GatewayOptions {
+  config: GatewayConfig;
+  auth: Authenticator;
+  backend: EventBackend;
+  messages: Pick<MessageService, "postMessage">;
+  fanout: Fanout;
+  metrics: GatewayMetrics;
+  /** Served on /metrics of the gateway port. */
+  registry: Registry;
+  logger: Logger;
+}
+
+export interface Gateway {
+  /** The addresses actually listened on (ports resolved when 0 was asked). */
+  readonly addresses: Array<{ host: string; port: number }>;
+  readonly connections: number;
+  /** Stops listening and closes every socket with 1001. */
+  close(): Promise<void>;
+}
+
+interface Connection {
+  id: string;
+  user: UserPrincipal;
+  format: WireFormat;
+  holdAtStart: boolean;
+  ws?: import("uWebSockets.js").WebSocket<{ connection: Connection }>;
+  session?: EventSession;
+  /** Channels whose topic this socket is subscribed to. */
+  following: Set<bigint>;
+  /** Frames are handled one after another, in the order they came. */
+  queue: Promise<void>;
+  malformed: number;
+  postTokens: number;
+  postTokensAt: number;
+  closed: boolean;
+  timers: NodeJS.Timeout[];
+}
+
+const topicOf = (channelId: bigint, format: WireFormat) => `${channelId}.${format === "binary" ? "b" : "j"}`;
+
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const uws: Uws = loadUws();
+  const { config, auth, backend, messages, fanout, metrics, logger } = options;
+  const app = uws.App();
+  const connections = new Set<Connection>();
+  const perUser = new Map<bigint, number>();
+  /** Per channel: how many local sockets follow its topics, and the listener that publishes to them. */
+  const topics = new Map<bigint, { sockets: number; release: () => void }>();
+
+  const publishEvent = (channelId: bigint, event: Event) => {
+    const f = frame({ case: "event", value: event });
+    const kind = event.payload.case ?? "event";
+    let delivered = 0;
+    for (const format of ["binary", "json"] as const) {
+      const topic = topicOf(channelId, format);
+      const n = app.numSubscribers(topic);
+      if (n === 0) continue;
+      const bytes = encodeServerFrame(f, format);
+      app.publish(topic, bytes, format === "binary");
+      delivered += n;
+      metrics.bytesOut.inc(n * (typeof bytes === "string" ? Buffer.byteLength(bytes) : bytes.length));
+    }
+    if (delivered === 0) return;
+    metrics.framesOut.inc({ kind }, delivered);
+    if (event.payload.case === "messagePosted" && event.payload.value.message) {
+      metrics.deliveryLatency.observe((Date.now() - timestampOfId(event.payload.value.message.id)) / 1000);
+    }
+  };
+
+  const send = (c: Connection, f: ServerFrame) => {
+    if (c.closed || !c.ws) return;
+    const bytes = encodeServerFrame(f, c.format);
+    const status = c.ws.send(bytes, c.format === "binary");
+    metrics.framesOut.inc({ kind: f.frame.case === "event" ? (f.frame.value.payload.case ?? "event") : (f.frame.case ?? "none") });
+    metrics.bytesOut.inc(typeof bytes === "string" ? Buffer.byteLength(bytes) : bytes.length);
+    if (status === 2) cutOff(c, "backpressure");
+  };
+
+  const cutOff = (c: Connection, reason: string) => {
+    if (c.closed || !c.ws) return;
+    metrics.backpressureDrops.inc();
+    logger.debug({ session: c.id, user: String(c.user.userId), reason }, "slow consumer cut off");
+    c.ws.end(CLOSE.tooSlow, "too slow: reconnect and resume");
+  };
+
+  const transportOf = (c: Connection) => ({
+    send: (f: ServerFrame) => send(c, f),
+    follow(channelId: bigint) {
+      if (c.closed || !c.ws || c.following.has(channelId)) return;
+      c.following.add(channelId);
+      c.ws.subscribe(topicOf(channelId, c.format));
+      let entry = topics.get(channelId);
+      if (!entry) {
+        entry = { sockets: 0, release: fanout.watchChannel(channelId, (event) => publishEvent(channelId, event)) };
+        topics.set(channelId, entry);
+      }
+      entry.sockets++;
+    },
+    unfollow(channelId: bigint) {
+      if (!c.following.delete(channelId)) return;
+      // After close, uWS has dropped the socket's topics itself.
+      if (!c.closed && c.ws) c.ws.unsubscribe(topicOf(channelId, c.format));
+      const entry = topics.get(channelId);
+      if (entry && --entry.sockets === 0) {
+        entry.release();
+        topics.delete(channelId);
+      }
+    },
+    overflow: () => cutOff(c, "held events overflow"),
+  });
+
+  const errorFrame = (code: Code, message: string, clientMsgId = "") =>
+    frame({ case: "error", value: { clientMsgId, error: { code: code as number as ErrorCode, message } } });
+
+  const takePostToken = (c: Connection): boolean => {
+    const now = Date.now();
+    c.postTokens = Math.min(config.postBurst, c.postTokens + ((now - c.postTokensAt) / 1000) * config.postsPerSecond);
+    c.postTokensAt = now;
+    if (c.postTokens < 1) return false;
+    c.postTokens--;
+    return true;
+  };
+
+  const onFrame = (c: Connection, data: ArrayBuffer, isBinary: boolean) => {
+    metrics.bytesIn.inc(data.byteLength);
+    let clientFrame;
+    try {
+      clientFrame = decodeClientFrame(data, isBinary);
+      if (clientFrame.frame.case === undefined) throw new Error("empty frame: set one of post, resume, ping");
+    } catch (err) {
+      metrics.framesIn.inc({ kind: "malformed" });
+      c.malformed++;
+      send(c, errorFrame(Code.InvalidArgument, `malformed frame: ${(err as Error).message}`));
+      if (c.malformed > MALFORMED_FRAME_BUDGET) c.ws?.end(CLOSE.policy, "too many malformed frames");
+      return;
+    }
+    const f = clientFrame.frame;
+    metrics.framesIn.inc({ kind: f.case });
+    switch (f.case) {
+      case "ping":
+        send(c, frame({ case: "pong", value: { nonce: f.value.nonce, serverTime: timestampFromMs(Date.now()) } }));
+        return;
+      case "post": {
+        const post = f.value;
+        if (!takePostToken(c)) {
+          send(c, errorFrame(Code.ResourceExhausted, `rate limit: at most ${config.postsPerSecond} posts per second`, post.clientMsgId));
+          return;
+        }
+        // A post starts once the previous frame is handled, and ends when durable;
+        // the next frame may start as soon as this post has its id.
+        c.queue = c.queue.then(
+          () =>
+            new Promise<void>((queued) => {
+              if (c.closed) return queued();
+              c.session?.releaseAll();
+              messages
+                .postMessage(
+                  c.user,
+                  create(PostMessageRequestSchema, { channelId: post.channelId, text: post.text, clientMsgId: post.clientMsgId }),
+                  queued,
+                )
+                .then(
+                  ({ message, duplicate }) =>
+                    send(c, frame({ case: "ack", value: { clientMsgId: post.clientMsgId, message, duplicate } })),
+                  (err: unknown) => {
+                    const e = toConnectError(err);
+                    if (e.code === Code.Internal) logger.error({ err: e.cause ?? err, session: c.id }, "websocket post failed");
+                    send(c, errorFrame(e.code, e.rawMessage, post.clientMsgId));
+                  },
+                )
+                .finally(queued);
+            }),
+        );
+        return;
+      }
+      case "resume":
+        c.queue = c.queue.then(() => c.session?.resume(f.value.cursors));
+        return;
+    }
+  };
+
+  app.ws<{ connection: Connection }>("/ws", {
+    maxPayloadLength: config.maxFrameBytes,
+    maxBackpressure: config.maxBackpressureBytes,
+    closeOnBackpressureLimit: 1,
+    idleTimeout: config.idleTimeoutSeconds,
+    sendPingsAutomatically: true,
+
+    upgrade(res, req, context) {
+      const key = req.getHeader("sec-websocket-key");
+      const offered = req.getHeader("sec-websocket-protocol");
+      const extensions = req.getHeader("sec-websocket-extensions");
+      const query = new URLSearchParams(req.getQuery() ?? "");
+      const header = req.getHeader("authorization");
+      const token = query.get("access_token");
+      const authorization = header !== "" ? header : token ? `Bearer ${token}` : undefined;
+      const protocols = offered.split(",").map((p) => p.trim()).filter((p) => p !== "");
+      const protocol = protocols.find((p) => p === JSON_SUBPROTOCOL || BINARY_SUBPROTOCOLS.includes(p)) ?? "";
+      const format: WireFormat = protocol === JSON_SUBPROTOCOL || query.get("format") === "json" ? "json" : "binary";
+      let aborted = false;
+      res.onAborted(() => (aborted = true));
+      const reject = (status: string, body: string, extra?: [string, string]) => {
+        if (aborted) return;
+        metrics.closes.inc({ reason: `rejected ${status.slice(0, 3)}` });
+        res.cork(() => {
+          res.writeStatus(status);
+          if (extra) res.writeHeader(extra[0], extra[1]);
+          res.end(body);
+        });
+      };
+      auth.authenticate(authorization).then(
+        (principal) => {
+          if (aborted) return;
+          if (principal.kind !== "user") return reject("403 Forbidden", "the gateway takes user tokens only\n");
+          const count = perUser.get(principal.userId) ?? 0;
+          if (count >= config.maxConnectionsPerUser) {
+            return reject("429 Too Many Requests", `at most ${config.maxConnectionsPerUser} connections per user\n`, ["retry-after", "30"]);
+          }
+          perUser.set(principal.userId, count + 1);
+          const connection: Connection = {
+            id: randomUUID(),
+            user: principal,
+            format,
+            holdAtStart: query.get("resume") === "1",
+            following: new Set(),
+            queue: Promise.resolve(),
+            malformed: 0,
+            postTokens: config.postBurst,
+            postTokensAt: Date.now(),
+            closed: false,
+            timers: [],
+          };
+          res.cork(() => res.upgrade({ connection }, key, protocol, extensions, context));
+        },
+        (err: unknown) => reject("401 Unauthorized", `${toConnectError(err).rawMessage}\n`, ["www-authenticate", "Bearer"]),
+      );
+    },
+
+    open(ws) {
+      const c = ws.getUserData().connection;
+      c.ws = ws;
+      connections.add(c);
+      metrics.connections.inc();
+      const session = new EventSession(c.user, backend, fanout, transportOf(c), {
+        resumeLimit: config.resumeLimit,
+        maxHeldEvents: 10_000,
+        maxCursors: 10_000,
+        holdAtStart: c.holdAtStart,
+      });
+      c.session = session;
+      if (c.user.expiresAt !== undefined) {
+        c.timers.push(setTimeout(() => c.ws?.end(CLOSE.tokenExpired, "token expired"), Math.max(0, c.user.expiresAt - Date.now())));
+      }
+      if (c.holdAtStart) c.timers.push(setTimeout(() => session.releaseAll(), START_HOLD_MS));
+      const started = session.start((channelIds) =>
+        send(
+          c,
+          frame({
+            case: "hello",
+            value: {
+              userId: c.user.userId,
+              sessionId: c.id,
+              serverTime: timestampFromMs(Date.now()),
+              channelIds,
+              maxFrameBytes: config.maxFrameBytes,
+              resumeLimit: config.resumeLimit,
+            },
+          }),
+        ),
+      );
+      c.queue = started.catch((err: unknown) => {
+        logger.error({ err, session: c.id }, "session start failed");
+        c.ws?.end(1011, "could not load your channels");
+      });
+    },
+
+    message(ws, data, isBinary) {
+      onFrame(ws.getUserData().connection, data, isBinary);
+    },
+
+    close(ws, code) {
+      const c = ws.getUserData().connection;
+      c.closed = true;
+      connections.delete(c);
+      metrics.connections.dec();
+      metrics.closes.inc({ reason: closeReason(code) });
+      for (const t of c.timers) clearTimeout(t);
+      c.session?.close();
+      const left = (perUser.get(c.user.userId) ?? 1) - 1;
+      if (left === 0) perUser.delete(c.user.userId);
+      else perUser.set(c.user.userId, left);
+    },
+  });
+
+  app.get("/healthz", (res) => {
+    res.writeHeader("content-type", "text/plain").end("ok\n");
+  });
+  app.get("/metrics", (res) => {
+    let aborted = false;
+    res.onAborted(() => (aborted = true));
+    options.registry.metrics().then(
+      (text) => {
+        if (!aborted) res.cork(() => res.writeHeader("content-type", options.registry.contentType).end(text));
+      },
+      () => {
+        if (!aborted) res.cork(() => res.writeStatus("500 Internal Server Error").end());
+      },
+    );
+  });
+  app.any("/*", (res) => {
+    res.writeStatus("404 Not Found").end("not found\n");
+  });
+
+  const listenSockets: import("uWebSockets.js").us_listen_socket[] = [];
+  const addresses: Array<{ host: string; port: number }> = [];
+  for (const { host, port } of config.listen) {
+    const socket = await new Promise<import("uWebSockets.js").us_listen_socket | false>((resolve) =>
+      app.listen(host, port, resolve),
+    );
+    if (!socket) {
+      for (const s of listenSockets) uws.us_listen_socket_close(s);
+      throw new Error(`gateway could not listen on ${host}:${port}`);
+    }
+    listenSockets.push(socket);
+    addresses.push({ host, port: uws.us_socket_local_port(socket as unknown as import("uWebSockets.js").us_socket) });
+  }
+  logger.info({ addresses: addresses.map((a) => `${a.host}:${a.port}`), path: "/ws" }, "gateway listening (uWebSockets.js)");
+
+  return {
+    addresses,
+    get connections() {
+      return connections.size;
+    },
+    async close() {
+      for (const s of listenSockets) uws.us_listen_socket_close(s);
+      listenSockets.length = 0;
+      for (const c of [...connections]) c.ws?.end(CLOSE.goingAway, "server shutting down");
+    },
+  };
+}
+
+function closeReason(code: number): string {
+  switch (code) {
+    case 1000:
+      return "normal";
+    case 1001:
+      return "going away";
+    case 1006:
+      return "abnormal";
+    case CLOSE.policy:
+      return "malformed frames";
+    case CLOSE.tooBig:
+      return "frame too big";
+    case CLOSE.tokenExpired:
+      return "token expired";
+    case CLOSE.tooSlow:
+      return "too slow";
+    default:
+      return String(code);
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * EventService.Subscribe: the WebSocket's live events for bots over gRPC (or
+ * Connect streaming), with the same authorization (the user's channels and
+ * nothing else) and the same resume-from-id semantics (EventSession).
+ */
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import type { Fanout } from "../bus/fanout.js";
+import { EventService, SubscribeResponseSchema, type SubscribeResponse } from "../gen/chat/v1/event_service_pb.js";
+import type { ServerFrame } from "../gen/chat/v1/frame_pb.js";
+import { principalKey } from "./auth.js";
+import { AsyncQueue } from "./async-queue.js";
+import { EventSession, type EventBackend } from "./event-session.js";
+
+export interface EventServiceOptions {
+  backend: EventBackend;
+  fanout: Fanout;
+  resumeLimit: number;
+  /** Items queued for a slow stream before it ends with RESOURCE_EXHAUSTED. */
+  maxQueued: number;
+}
+
+export { EventService };
+
+function toItem(f: ServerFrame): SubscribeResponse | undefined {
+  switch (f.frame.case) {
+    case "event":
+      return create(SubscribeResponseSchema, { item: { case: "event", value: f.frame.value } });
+    case "resumed":
+      return create(SubscribeResponseSchema, { item: { case: "resumed", value: f.frame.value } });
+    case "error":
+      return create(SubscribeResponseSchema, { item: { case: "error", value: f.frame.value } });
+    default:
+      return undefined;
+  }
+}
+
+export function registerEventService(router: ConnectRouter, options: EventServiceOptions): void {
+  const { backend, fanout } = options;
+  router.service(EventService, {
+    async *subscribe(req, ctx: HandlerContext) {
+      const principal = ctx.values.get(principalKey);
+      if (principal?.kind !== "user") throw new ConnectError("this method needs a user token", Code.PermissionDenied);
+      const queue = new AsyncQueue<SubscribeResponse>(
+        options.maxQueued,
+        () => new ConnectError("too slow: more than " + options.maxQueued + " events queued; resubscribe with cursors", Code.ResourceExhausted),
+      );
+      const following = new Map<bigint, () => void>();
+      const session = new EventSession(
+        principal,
+        backend,
+        fanout,
+        {
+          send(f) {
+            const item = toItem(f);
+            if (item) queue.push(item);
+          },
+          follow(channelId) {
+            if (following.has(channelId)) return;
+            following.set(
+              channelId,
+              fanout.watchChannel(channelId, (event) =>
+                queue.push(create(SubscribeResponseSchema, { item: { case: "event", value: event } })),
+              ),
+            );
+          },
+          unfollow(channelId) {
+            following.get(channelId)?.();
+            following.delete(channelId);
+          },
+          overflow: () => queue.fail(new ConnectError("too slow: resubscribe with cursors", Code.ResourceExhausted)),
+        },
+        { resumeLimit: options.resumeLimit, maxHeldEvents: options.maxQueued, maxCursors: 10_000, holdAtStart: req.cursors.length > 0 },
+      );
+      const expiry =
+        principal.expiresAt === undefined
+          ? undefined
+          : setTimeout(
+              () => queue.fail(new ConnectError("token expired", Code.Unauthenticated)),
+              Math.max(0, principal.expiresAt - Date.now()),
+            );
+      try {
+        await session.start(() => undefined);
+        if (req.cursors.length > 0) {
+          session.resume(req.cursors).catch((err: unknown) => queue.fail(err));
+        }
+        yield* queue.iterate(ctx.signal);
+      } finally {
+        clearTimeout(expiry);
+        session.close();
+        queue.end();
+      }
+    },
+  });
+}

@@ -1,0 +1,254 @@
+/**
+ * One client's live event feed, whatever carries it (a WebSocket on the
+ * gateway, an EventService.Subscribe stream for bots): which channels it
+ * follows, live membership changes, and resume without loss.
+ *
+ * Each channel is either live (the transport delivers its events, e.g. via a
+ * uWebSockets.js topic) or held (its events are buffered here). Resuming a
+ * channel holds it, replays what was missed from the store, sends a
+ * `resumed` marker, then flushes the buffer (skipping messages already
+ * replayed) and makes it live again, all in one synchronous step, so the
+ * client sees the missed messages, in order, before any new event.
+ */
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { ConnectError, Code } from "@connectrpc/connect";
+import type { Fanout } from "../bus/fanout.js";
+import type { DeliveryMode } from "../gen/chat/v1/channel_pb.js";
+import { EventSchema, type Event } from "../gen/chat/v1/event_pb.js";
+import type { ErrorCode } from "../gen/chat/v1/error_pb.js";
+import { ServerFrameSchema, type ChannelCursor, type ServerFrame } from "../gen/chat/v1/frame_pb.js";
+import type { Message } from "../gen/chat/v1/message_pb.js";
+import type { UserPrincipal } from "./auth.js";
+import { toConnectError } from "./errors.js";
+
+/** What a session needs from the API. */
+export interface EventBackend {
+  /** Every channel the user belongs to. */
+  channelsOf(user: UserPrincipal): Promise<bigint[]>;
+  /**
+   * Up to `limit` messages of the channel after `after`, oldest first, with
+   * the channel's delivery mode. Throws NOT_FOUND or PERMISSION_DENIED for
+   * channels the user may not read.
+   */
+  missed(
+    user: UserPrincipal,
+    channelId: bigint,
+    after: bigint,
+    limit: number,
+  ): Promise<{ messages: Message[]; hasMore: boolean; delivery: DeliveryMode }>;
+}
+
+/** How frames reach the client. */
+export interface SessionTransport {
+  /** Sends one frame to this client only. */
+  send(frame: ServerFrame): void;
+  /** Starts delivering a channel's live events to this client. */
+  follow(channelId: bigint): void;
+  /** Stops delivering a channel's live events to this client. */
+  unfollow(channelId: bigint): void;
+  /** More events piled up than the session may hold: cut the client off. */
+  overflow(): void;
+}
+
+export interface EventSessionOptions {
+  /** Most messages replayed per channel and resume. */
+  resumeLimit: number;
+  /** Most events buffered for held channels before the client is cut off. */
+  maxHeldEvents: number;
+  /** Most cursors in one resume. */
+  maxCursors: number;
+  /** Hold every channel from the start until the first resume (strict catch-up on reconnect). */
+  holdAtStart: boolean;
+}
+
+type FrameInit = NonNullable<MessageInitShape<typeof ServerFrameSchema>["frame"]>;
+export const frame = (f: FrameInit): ServerFrame => create(ServerFrameSchema, { frame: f });
+const eventFrame = (event: Event) => frame({ case: "event", value: event });
+
+export class EventSession {
+  /** Every channel this session follows, live or held. */
+  private readonly channels = new Set<bigint>();
+  private readonly held = new Map<bigint, { events: Event[]; release: () => void }>();
+  private heldCount = 0;
+  private releaseUser: (() => void) | undefined;
+  private closed = false;
+  private resuming: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly user: UserPrincipal,
+    private readonly backend: EventBackend,
+    private readonly fanout: Fanout,
+    private readonly transport: SessionTransport,
+    private readonly options: EventSessionOptions,
+  ) {}
+
+  /**
+   * Loads the user's channels and starts following them; calls hello with
+   * them before any event is sent. Membership changes that happen meanwhile
+   * are applied after hello, in order.
+   */
+  async start(hello: (channelIds: bigint[]) => void): Promise<void> {
+    const early: Event[] = [];
+    let loading = true;
+    this.releaseUser = this.fanout.watchUser(this.user.userId, (event) => {
+      if (loading) early.push(event);
+      else this.onUserEvent(event);
+    });
+    const ids = await this.backend.channelsOf(this.user);
+    if (this.closed) return;
+    for (const id of ids) this.add(id, this.options.holdAtStart);
+    hello([...this.channels]);
+    loading = false;
+    for (const event of early) this.onUserEvent(event);
+  }
+
+  get channelIds(): bigint[] {
+    return [...this.channels];
+  }
+
+  /** Catches up on the given channels; resumes run one after another. */
+  resume(cursors: ChannelCursor[]): Promise<void> {
+    this.resuming = this.resuming.then(() => this.runResume(cursors));
+    return this.resuming;
+  }
+
+  /** Makes every held channel live (the start-up hold ends without a resume). */
+  releaseAll(): void {
+    for (const channelId of [...this.held.keys()]) this.release(channelId, 0n);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.releaseUser?.();
+    for (const channelId of this.channels) {
+      const held = this.held.get(channelId);
+      if (held) held.release();
+      else this.transport.unfollow(channelId);
+    }
+    this.held.clear();
+    this.channels.clear();
+  }
+
+  private async runResume(cursors: ChannelCursor[]): Promise<void> {
+    if (this.closed) return;
+    if (cursors.length > this.options.maxCursors) {
+      this.sendError(Code.InvalidArgument, `cursors: at most ${this.options.maxCursors} per resume (got ${cursors.length})`);
+      return;
+    }
+    const wanted = new Map<bigint, bigint>();
+    for (const c of cursors) {
+      if (!this.channels.has(c.channelId)) {
+        this.sendError(Code.NotFound, `channel ${c.channelId}: not a channel of this session`);
+        continue;
+      }
+      wanted.set(c.channelId, c.lastSeenId);
+      this.hold(c.channelId, !this.held.has(c.channelId));
+    }
+    for (const [channelId, lastSeen] of wanted) {
+      let replayed: Message[] = [];
+      let complete = true;
+      try {
+        const page = await this.backend.missed(this.user, channelId, lastSeen, this.options.resumeLimit);
+        if (this.closed) return;
+        if (!this.channels.has(channelId)) continue; // left the channel meanwhile
+        replayed = page.messages;
+        complete = !page.hasMore;
+        for (const message of replayed) {
+          this.transport.send(
+            eventFrame(
+              create(EventSchema, {
+                at: message.createdAt ?? timestampFromMs(Date.now()),
+                channelId,
+                payload: { case: "messagePosted", value: { message, delivery: page.delivery } },
+              }),
+            ),
+          );
+        }
+      } catch (err) {
+        if (this.closed) return;
+        const e = toConnectError(err);
+        this.sendError(e.code, `channel ${channelId}: ${e.rawMessage}`);
+      }
+      const lastId = replayed.at(-1)?.id ?? lastSeen;
+      this.transport.send(frame({ case: "resumed", value: { channelId, replayed: replayed.length, complete, lastId } }));
+      if (this.channels.has(channelId)) this.release(channelId, lastId);
+    }
+    // A start-up hold ends with the first resume: channels without a cursor go live too.
+    this.releaseAll();
+  }
+
+  private onUserEvent(event: Event): void {
+    if (this.closed) return;
+    const p = event.payload;
+    if (p.case === "memberJoined" && p.value.membership?.userId === this.user.userId) {
+      this.add(event.channelId, false);
+    } else if (p.case === "directMessageOpened") {
+      this.add(event.channelId, false);
+    } else if (p.case === "memberLeft" && p.value.userId === this.user.userId) {
+      this.remove(event.channelId);
+    }
+    this.transport.send(eventFrame(event));
+  }
+
+  private add(channelId: bigint, held: boolean): void {
+    if (this.channels.has(channelId)) return;
+    this.channels.add(channelId);
+    if (held) this.hold(channelId, false);
+    else this.transport.follow(channelId);
+  }
+
+  private remove(channelId: bigint): void {
+    if (!this.channels.delete(channelId)) return;
+    const held = this.held.get(channelId);
+    if (held) {
+      held.release();
+      this.heldCount -= held.events.length;
+      this.held.delete(channelId);
+    } else {
+      this.transport.unfollow(channelId);
+    }
+  }
+
+  private hold(channelId: bigint, wasLive: boolean): void {
+    if (this.held.has(channelId)) return;
+    const events: Event[] = [];
+    const release = this.fanout.watchChannel(channelId, (event) => {
+      if (this.heldCount >= this.options.maxHeldEvents) {
+        this.transport.overflow();
+        return;
+      }
+      events.push(event);
+      this.heldCount++;
+    });
+    this.held.set(channelId, { events, release });
+    if (wasLive) this.transport.unfollow(channelId);
+  }
+
+  /** Sends what was buffered (minus messages at or below lastId) and goes live, in one step. */
+  private release(channelId: bigint, lastId: bigint): void {
+    const held = this.held.get(channelId);
+    if (!held) return;
+    held.release();
+    this.held.delete(channelId);
+    this.heldCount -= held.events.length;
+    for (const event of held.events) {
+      const p = event.payload;
+      if (p.case === "messagePosted" && p.value.message && p.value.message.id <= lastId) continue;
+      this.transport.send(eventFrame(event));
+    }
+    this.transport.follow(channelId);
+  }
+
+  private sendError(code: Code, message: string): void {
+    this.transport.send(frame({ case: "error", value: { error: { code: code as number as ErrorCode, message } } }));
+  }
+}
+
+/** Ends a session's stream when its token expires. */
+export function tokenExpiry(user: UserPrincipal, now: () => number = Date.now): ConnectError | undefined {
+  return user.expiresAt !== undefined && user.expiresAt <= now()
+    ? new ConnectError("token expired", Code.Unauthenticated)
+    : undefined;
+}
