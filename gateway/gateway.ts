@@ -42,6 +42,8 @@ export const CLOSE = {
 
 /** Malformed frames a connection may send before it is closed with 1008. */
 export const MALFORMED_FRAME_BUDGET = 10;
+/** How often sockets are checked for backpressure over the limit. */
+export const BACKPRESSURE_SWEEP_MS = 100;
 /** How long a `?resume=1` connection holds events while waiting for its resume frame. */
 export const START_HOLD_MS = 10_000;
 
@@ -170,6 +172,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const onFrame = (c: Connection, data: ArrayBuffer, isBinary: boolean) => {
     metrics.bytesIn.inc(data.byteLength);
+    if (data.byteLength > config.maxFrameBytes) {
+      metrics.framesIn.inc({ kind: "too big" });
+      c.ws?.end(CLOSE.tooBig, `frame larger than ${config.maxFrameBytes} bytes`);
+      return;
+    }
     let clientFrame;
     try {
       clientFrame = decodeClientFrame(data, isBinary);
@@ -227,8 +234,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 
   app.ws<{ connection: Connection }>("/ws", {
-    maxPayloadLength: config.maxFrameBytes,
-    maxBackpressure: config.maxBackpressureBytes,
+    // uWS drops a connection whose frame exceeds its limit without a close
+    // frame (the client sees 1006). Its limit is set well above ours, so that
+    // frames over max_frame_bytes get a proper 1009 from onFrame; only frames
+    // over the hard cap are dropped abruptly.
+    maxPayloadLength: hardFrameCap(config.maxFrameBytes),
+    // Slow consumers: the sweep below closes a socket with 4008 once more than
+    // max_backpressure_bytes wait for it. uWS's own limit, four times higher,
+    // is only a backstop for a socket that fills faster than the sweep runs;
+    // it closes without a close frame rather than silently skip messages.
+    maxBackpressure: config.maxBackpressureBytes * 4,
     closeOnBackpressureLimit: 1,
     idleTimeout: config.idleTimeoutSeconds,
     sendPingsAutomatically: true,
@@ -358,6 +373,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     res.writeStatus("404 Not Found").end("not found\n");
   });
 
+  const sweep = setInterval(() => {
+    for (const c of connections) {
+      if (!c.closed && c.ws && c.ws.getBufferedAmount() > config.maxBackpressureBytes) cutOff(c, "backpressure");
+    }
+  }, BACKPRESSURE_SWEEP_MS);
+  sweep.unref();
+
   const listenSockets: import("uWebSockets.js").us_listen_socket[] = [];
   const addresses: Array<{ host: string; port: number }> = [];
   for (const { host, port } of config.listen) {
@@ -379,11 +401,17 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       return connections.size;
     },
     async close() {
+      clearInterval(sweep);
       for (const s of listenSockets) uws.us_listen_socket_close(s);
       listenSockets.length = 0;
       for (const c of [...connections]) c.ws?.end(CLOSE.goingAway, "server shutting down");
     },
   };
+}
+
+/** Frames above this are dropped by uWS itself, without a close frame. */
+export function hardFrameCap(maxFrameBytes: number): number {
+  return Math.min(Math.max(maxFrameBytes * 16, 1024 * 1024), 64 * 1024 * 1024);
 }
 
 function closeReason(code: number): string {

@@ -1,10 +1,10 @@
 /** The EventBackend of a process that runs the API: the domain services, called directly. */
 import { create } from "@bufbuild/protobuf";
 import { GetChannelRequestSchema, ListMyChannelsRequestSchema } from "../gen/chat/v1/channel_pb.js";
-import { ListMessagesRequestSchema, MessageOrder } from "../gen/chat/v1/message_pb.js";
+import { ListMessagesRequestSchema, MessageOrder, type Message } from "../gen/chat/v1/message_pb.js";
 import type { ChannelService } from "./channels.js";
 import type { EventBackend } from "./event-session.js";
-import type { MessageService } from "./messages.js";
+import { MAX_PAGE, type MessageService } from "./messages.js";
 
 export function createLocalEventBackend(channels: ChannelService, messages: MessageService): EventBackend {
   return {
@@ -19,14 +19,26 @@ export function createLocalEventBackend(channels: ChannelService, messages: Mess
       return ids;
     },
     async missed(user, channelId, after, limit) {
-      const [{ response }, { channel }] = await Promise.all([
-        messages.listMessages(
+      const { channel } = await channels.getChannel(user, create(GetChannelRequestSchema, { channelId }));
+      const found: Message[] = [];
+      let cursor = after;
+      let hasMore = true;
+      // Pages of at most MAX_PAGE, the API's own bound, until the limit.
+      while (hasMore && found.length < limit) {
+        const { response } = await messages.listMessages(
           user,
-          create(ListMessagesRequestSchema, { channelId, after, limit, order: MessageOrder.OLDEST_FIRST }),
-        ),
-        channels.getChannel(user, create(GetChannelRequestSchema, { channelId })),
-      ]);
-      return { messages: response.messages, hasMore: response.hasMore, delivery: channel!.delivery };
+          create(ListMessagesRequestSchema, {
+            channelId,
+            after: cursor,
+            limit: Math.min(MAX_PAGE, limit - found.length),
+            order: MessageOrder.OLDEST_FIRST,
+          }),
+        );
+        found.push(...response.messages);
+        hasMore = response.hasMore;
+        cursor = response.nextCursor;
+      }
+      return { messages: found, hasMore, delivery: channel!.delivery };
     },
   };
 }

@@ -170,6 +170,7 @@ export class EventSession {
         if (this.closed) return;
         const e = toConnectError(err);
         this.sendError(e.code, `channel ${channelId}: ${e.rawMessage}`);
+        complete = false;
       }
       const lastId = replayed.at(-1)?.id ?? lastSeen;
       this.transport.send(frame({ case: "resumed", value: { channelId, replayed: replayed.length, complete, lastId } }));
