@@ -1,0 +1,135 @@
+/** Bots get the WebSocket's events over a gRPC stream: same authorization, same resume semantics. */
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestApi, Visibility, type TestApi, type TestUser } from "../support/api.js";
+
+const def = protoLoader.loadSync(["chat/v1/event_service.proto"], {
+  keepCase: true,
+  includeDirs: ["proto"],
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+});
+const chat = (grpc.loadPackageDefinition(def) as any).chat.v1;
+
+let t: TestApi;
+let bot: TestUser, human: TestUser, stranger: TestUser;
+let shared: bigint, secret: bigint;
+
+beforeAll(async () => {
+  t = await startTestApi();
+  bot = await t.newUser("Bot");
+  human = await t.newUser("Human");
+  stranger = await t.newUser("Stranger");
+  shared = (await human.channels.createChannel({ name: `ops-${Date.now()}` })).channel!.id;
+  await bot.channels.joinChannel({ channelId: shared });
+  secret = (await stranger.channels.createChannel({ name: `secret-${Date.now()}`, visibility: Visibility.PRIVATE })).channel!.id;
+});
+afterAll(() => t.stop());
+
+interface Item {
+  item: "event" | "resumed" | "error";
+  event?: { channel_id: string; messagePosted?: unknown; message_posted?: { message: { id: string; text: string } } };
+  resumed?: { channel_id: string; replayed: number; complete: boolean; last_id: string };
+  error?: { error: { code: string; message: string } };
+}
+
+function subscribe(token: string, cursors: Array<{ channel_id: string; last_seen_id: string }> = []) {
+  const client = new chat.EventService(new URL(t.url).host, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  md.set("authorization", `Bearer ${token}`);
+  const call: grpc.ClientReadableStream<Item> = client.Subscribe({ cursors }, md);
+  const items: Item[] = [];
+  const waiters: Array<() => void> = [];
+  const ended = new Promise<grpc.StatusObject | Error>((resolve) => {
+    call.on("status", (s: grpc.StatusObject) => resolve(s));
+    call.on("error", (e: Error) => resolve(e));
+  });
+  call.on("data", (item: Item) => {
+    items.push(item);
+    for (const w of waiters.splice(0)) w();
+  });
+  return {
+    items,
+    ended,
+    async until(pred: (items: Item[]) => boolean, ms = 5000) {
+      const deadline = Date.now() + ms;
+      while (!pred(items)) {
+        if (Date.now() > deadline) throw new Error(`timed out with ${items.length} items`);
+        await new Promise<void>((r) => {
+          const tm = setTimeout(r, 100);
+          waiters.push(() => (clearTimeout(tm), r()));
+        });
+      }
+    },
+    close() {
+      call.cancel();
+      client.close();
+    },
+  };
+}
+
+const texts = (items: Item[]) => items.filter((i) => i.item === "event" && i.event?.message_posted).map((i) => i.event!.message_posted!.message.text);
+
+describe("EventService.Subscribe over gRPC", () => {
+  it("streams the events of the bot's channels, and nothing else", async () => {
+    const sub = subscribe(bot.token);
+    await new Promise((r) => setTimeout(r, 200));
+    await human.messages.postMessage({ channelId: shared, text: "deploy started" });
+    await stranger.messages.postMessage({ channelId: secret, text: "not for bots" });
+    await human.messages.postMessage({ channelId: shared, text: "deploy done" });
+    await sub.until((items) => texts(items).length >= 2);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(texts(sub.items)).toEqual(["deploy started", "deploy done"]);
+    sub.close();
+  });
+
+  it("follows live membership: a channel the bot is added to starts streaming at once", async () => {
+    const sub = subscribe(bot.token);
+    await new Promise((r) => setTimeout(r, 200));
+    const room = (await human.channels.createChannel({ name: `room-${Date.now()}`, visibility: Visibility.PRIVATE })).channel!.id;
+    await human.channels.addMember({ channelId: room, userId: bot.id });
+    await human.messages.postMessage({ channelId: room, text: "welcome, bot" });
+    await sub.until((items) => texts(items).includes("welcome, bot"));
+    expect(sub.items.some((i) => i.event?.channel_id === String(room) && (i.event as Record<string, unknown>).member_joined)).toBe(true);
+    sub.close();
+  });
+
+  it("resumes from a message id: replays what it missed, in order, then a marker, then live events", async () => {
+    const [first] = [await human.messages.postMessage({ channelId: shared, text: "seen" })];
+    const missed: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      missed.push(`missed ${i}`);
+      await human.messages.postMessage({ channelId: shared, text: `missed ${i}` });
+    }
+    const sub = subscribe(bot.token, [{ channel_id: String(shared), last_seen_id: String(first.message!.id) }]);
+    await sub.until((items) => items.some((i) => i.item === "resumed"));
+    await human.messages.postMessage({ channelId: shared, text: "after resume" });
+    await sub.until((items) => texts(items).includes("after resume"));
+    const markerAt = sub.items.findIndex((i) => i.item === "resumed");
+    expect(texts(sub.items.slice(0, markerAt))).toEqual(missed);
+    expect(sub.items[markerAt]!.resumed).toMatchObject({ channel_id: String(shared), replayed: 30, complete: true });
+    expect(texts(sub.items.slice(markerAt + 1))).toEqual(["after resume"]);
+    sub.close();
+  });
+
+  it("refuses to resume channels that are not the bot's", async () => {
+    const sub = subscribe(bot.token, [{ channel_id: String(secret), last_seen_id: "0" }]);
+    await sub.until((items) => items.some((i) => i.item === "error"));
+    expect(sub.items.find((i) => i.item === "error")!.error!.error.code).toBe("ERROR_CODE_NOT_FOUND");
+    sub.close();
+  });
+
+  it("needs a valid token, and ends when the token expires", async () => {
+    const bad = subscribe("nope");
+    const status = (await bad.ended) as grpc.StatusObject;
+    expect(status.code).toBe(grpc.status.UNAUTHENTICATED);
+    const { token } = await t.admin.users.issueToken({ userId: bot.id, ttlSeconds: 1 });
+    const short = subscribe(token);
+    const end = (await short.ended) as grpc.StatusObject;
+    expect(end.code).toBe(grpc.status.UNAUTHENTICATED);
+    expect(end.details).toMatch(/expired/);
+  });
+});
