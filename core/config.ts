@@ -104,7 +104,12 @@ const envSchema = z.object({
     .transform((v) => v.split(",").map((a) => a.trim()).filter((a) => a !== ""))
     .pipe(
       z
-        .array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, "expected host:port entries, comma-separated"))
+        .array(
+          z
+            .string()
+            .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, "expected host:port entries, comma-separated")
+            .refine((a) => Number(a.slice(a.lastIndexOf(":") + 1)) <= 65535, "ports must be at most 65535"),
+        )
         .min(1, "expected at least one host:port"),
     )
     .optional(),
