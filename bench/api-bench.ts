@@ -31,8 +31,6 @@ import { createLogger } from "../core/logger.js";
 import { ChannelService, CreateChannelRequestSchema } from "../gen/chat/v1/channel_pb.js";
 import {
   ListMessagesRequestSchema,
-  StreamPostMessagesRequestSchema,
-  StreamPostMessagesResponseSchema,
   PostMessageRequestSchema,
   PostMessageResponseSchema,
 } from "../gen/chat/v1/message_pb.js";
@@ -41,6 +39,7 @@ import { startApi } from "../services/api.js";
 import { startChatProcess } from "../infra/harness/chat-process.js";
 import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
 import { machineInfo } from "./support/machine.js";
+import { openPostStream } from "./support/post-stream.js";
 import { summarize, type LatencySummary } from "./support/stats.js";
 
 const { values: args } = parseArgs({
@@ -224,10 +223,7 @@ async function main() {
   console.log(`wrote ${file}`);
 }
 
-/**
- * StreamPostMessages load over raw h2c gRPC framing (5-byte envelopes), as
- * lean as the unary generator, so the server is what the figure measures.
- */
+/** StreamPostMessages load: `streams` streams, each with up to `window` posts in flight. */
 async function streamedPosts(
   url: string,
   users: Array<{ id: bigint; token: string }>,
@@ -240,52 +236,20 @@ async function streamedPosts(
   const sessions = Array.from({ length: 4 }, () => http2.connect(url));
   const t0 = performance.now();
   await Promise.all(
-    Array.from({ length: streams }, (_, s) => {
-      const u = users[s % users.length]!;
+    Array.from({ length: streams }, async (_, s) => {
+      const stream = openPostStream(sessions[s % sessions.length]!, users[s % users.length]!.token);
       const channelId = channels[s % channels.length]!;
-      const req = sessions[s % sessions.length]!.request({
-        ":method": "POST",
-        ":path": "/chat.v1.MessageService/StreamPostMessages",
-        "content-type": "application/grpc+proto",
-        te: "trailers",
-        authorization: `Bearer ${u.token}`,
-      });
-      const sentAt: number[] = [];
-      let answered = 0;
-      let pending: Buffer = Buffer.alloc(0);
-      const send = () => {
-        while (sentAt.length - answered < window && Date.now() < end) {
-          const i = sentAt.length;
-          const body = toBinary(
-            StreamPostMessagesRequestSchema,
-            create(StreamPostMessagesRequestSchema, { channelId, text: `streamed ${i} from ${s}`, clientMsgId: `st${s}-${i}` }),
-          );
-          const frame = Buffer.alloc(5 + body.length);
-          frame.writeUInt32BE(body.length, 1);
-          frame.set(body, 5);
-          sentAt.push(performance.now());
-          req.write(frame);
-        }
-        if (Date.now() >= end && answered === sentAt.length) req.end();
-      };
-      return new Promise<void>((resolve, reject) => {
-        req.on("data", (chunk: Buffer) => {
-          pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-          while (pending.length >= 5) {
-            const length = pending.readUInt32BE(1);
-            if (pending.length < 5 + length) break;
-            const answer = fromBinary(StreamPostMessagesResponseSchema, pending.subarray(5, 5 + length));
-            pending = pending.subarray(5 + length);
-            if (answer.error) return reject(new Error(`streamed post rejected: ${answer.error.message}`));
-            latencies.push(performance.now() - sentAt[answered++]!);
+      await Promise.all(
+        Array.from({ length: window }, async (_, w) => {
+          for (let i = 0; Date.now() < end; i++) {
+            const sent = performance.now();
+            const answer = await stream.post(channelId, `streamed ${i} from ${s}/${w}`, `st${s}-${w}-${i}`);
+            if (answer.error) throw new Error(`streamed post rejected: ${answer.error.message}`);
+            latencies.push(performance.now() - sent);
           }
-          send();
-        });
-        req.on("trailers", (t) => (t["grpc-status"] === "0" ? undefined : reject(new Error(`stream ended: ${JSON.stringify(t)}`))));
-        req.on("end", () => resolve());
-        req.on("error", reject);
-        send();
-      });
+        }),
+      );
+      await stream.end();
     }),
   );
   const elapsed = (performance.now() - t0) / 1000;

@@ -11,7 +11,10 @@ export const CHAT_BIN = path.resolve("dist/bin/chat.js");
 
 export interface ChatProcess {
   child: ChildProcess;
+  /** The API's base URL. */
   url: string;
+  /** The gateway's WebSocket URLs (ws://host:port/ws), one per listen address. */
+  gatewayUrls: string[];
   logs: Array<Record<string, unknown>>;
   /** Resolves with the exit code. */
   exited: Promise<number | null>;
@@ -26,15 +29,17 @@ export async function startChatProcess(env: Record<string, string>, args: string
   let stderr = "";
   child.stderr!.on("data", (d) => (stderr += d));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  let gatewayUrls: string[] = [];
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no listening line in time; stderr: ${stderr}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`no "chat started" line in time; stderr: ${stderr}`)), 20_000);
     createInterface({ input: child.stdout! }).on("line", (line) => {
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
-        if (typeof entry.url === "string" && /listening/.test(String(entry.msg))) {
+        if (entry.msg === "chat started" && typeof entry.api === "string") {
           clearTimeout(timer);
-          resolve(entry.url);
+          gatewayUrls = Array.isArray(entry.gateway) ? (entry.gateway as string[]) : [];
+          resolve(entry.api);
         }
       } catch {
         // not a log line
@@ -42,10 +47,10 @@ export async function startChatProcess(env: Record<string, string>, args: string
     });
     void exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`exited with ${code} before listening; stderr: ${stderr}`));
+      reject(new Error(`exited with ${code} before starting; stderr: ${stderr}`));
     });
   });
-  return { child, url, logs, exited };
+  return { child, url, gatewayUrls, logs, exited };
 }
 
 /** Runs the program to completion and returns its exit code and output. */

@@ -1,0 +1,262 @@
+/**
+ * Gateway benchmark (single-node mode: API + gateway in one process, the real
+ * program started as a child).
+ *
+ *   1. idle connections: --sockets authenticated WebSockets from load-generator
+ *      processes (bench/support/ws-load-worker.ts), server RSS per connection;
+ *   2. post-to-delivery latency at --rate posts/s for --seconds, every socket
+ *      connected: a probe socket in this process receives every post and
+ *      measures receive time minus the send time carried in the text; the load
+ *      generators count deliveries, which must equal posts x subscribers;
+ *   3. fan-out, one channel with every socket subscribed: --burst messages as
+ *      fast as the API takes them, deliveries/s until the last socket has all;
+ *   4. fan-out, many channels with few subscribers each.
+ *
+ * Run: npm run bench:gateway -- [--sockets 10000] [--rate 1000] [--seconds 10] [--burst 100]
+ * Writes bench/results/gateway-<timestamp>.json. Loopback only; it stops what it started.
+ */
+import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { fork, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import http2 from "node:http2";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import WebSocket from "ws";
+import { ChannelService } from "../gen/chat/v1/channel_pb.js";
+import { ServerFrameSchema } from "../gen/chat/v1/frame_pb.js";
+import { UserService } from "../gen/chat/v1/user_pb.js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { startChatProcess } from "../infra/harness/chat-process.js";
+import { machineInfo } from "./support/machine.js";
+import { openPostStream } from "./support/post-stream.js";
+import { summarize } from "./support/stats.js";
+
+const { values: args } = parseArgs({
+  options: {
+    sockets: { type: "string", default: "10000" },
+    rate: { type: "string", default: "1000" },
+    seconds: { type: "string", default: "10" },
+    burst: { type: "string", default: "100" },
+    workers: { type: "string", default: "2" },
+  },
+});
+const SOCKETS = Number(args.sockets);
+const RATE = Number(args.rate);
+const SECONDS = Number(args.seconds);
+const BURST = Number(args.burst);
+const WORKERS = Number(args.workers);
+const ADMIN = "bench-admin-token-0123456789";
+const SOCKETS_PER_USER = 10;
+const GROUP_SIZE = 10; // users per small channel
+
+interface Stats {
+  frames: number;
+  bytes: number;
+  open: number;
+  closed: number;
+}
+
+function ask<T>(child: ChildProcess, message: object, reply: string): Promise<T> {
+  return new Promise((resolve) => {
+    const on = (m: { type: string }) => {
+      if (m.type === reply) {
+        child.off("message", on);
+        resolve(m as T);
+      }
+    };
+    child.on("message", on);
+    child.send(message);
+  });
+}
+
+const rssKiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function main() {
+  const dataDir = mkdtempSync(path.join(tmpdir(), "chat-gw-bench-"));
+  const server = await startChatProcess({
+    CHAT_DATA_DIR: dataDir,
+    CHAT_ADMIN_TOKEN: ADMIN,
+    CHAT_GATEWAY_HOST: "127.0.0.1",
+    CHAT_GATEWAY_PORT: "0",
+    CHAT_GATEWAY_MAX_CONNECTIONS_PER_USER: String(SOCKETS_PER_USER + 5),
+    CHAT_GATEWAY_MAX_BACKPRESSURE_BYTES: String(16 * 1024 * 1024),
+    CHAT_LOG_LEVEL: "info",
+  });
+  const gateway = new URL(server.gatewayUrls[0]!);
+  const [host, port] = [gateway.hostname, gateway.port];
+  const workers: ChildProcess[] = [];
+  const result: Record<string, unknown> = { machine: machineInfo(), params: { SOCKETS, RATE, SECONDS, BURST, WORKERS } };
+  const h2 = http2.connect(server.url);
+  try {
+    const auth = (token: string): Interceptor => (next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req));
+    const transport = (token: string) => createConnectTransport({ baseUrl: server.url, httpVersion: "2", useBinaryFormat: true, interceptors: [auth(token)] });
+    const admin = createClient(UserService, transport(ADMIN));
+    const userCount = Math.ceil(SOCKETS / SOCKETS_PER_USER);
+    const groupCount = Math.ceil(userCount / GROUP_SIZE);
+
+    // Setup: users, one big channel everyone is in, small channels of GROUP_SIZE users, a probe user in all small channels.
+    console.log(`setup: ${userCount} users, ${groupCount} channels of ${GROUP_SIZE} users, one channel of all`);
+    const users: Array<{ id: bigint; token: string }> = [];
+    for (let i = 0; i < userCount; i += 50) {
+      users.push(
+        ...(await Promise.all(
+          Array.from({ length: Math.min(50, userCount - i) }, async (_, j) => {
+            const { user } = await admin.createUser({ name: `load ${i + j}`, email: `load${i + j}@example.com` });
+            const { token } = await admin.issueToken({ userId: user!.id });
+            return { id: user!.id, token };
+          }),
+        )),
+      );
+    }
+    const { user: probeUser } = await admin.createUser({ name: "probe", email: "probe@example.com" });
+    const probeToken = (await admin.issueToken({ userId: probeUser!.id })).token;
+    const probeChannels = createClient(ChannelService, transport(probeToken));
+    const everyone = (await probeChannels.createChannel({ name: "everyone" })).channel!.id;
+    const groups: bigint[] = [];
+    for (let g = 0; g < groupCount; g++) groups.push((await probeChannels.createChannel({ name: `group-${g}` })).channel!.id);
+    for (let i = 0; i < users.length; i += 50) {
+      await Promise.all(
+        users.slice(i, i + 50).map(async (u, j) => {
+          const c = createClient(ChannelService, transport(u.token));
+          await c.joinChannel({ channelId: everyone });
+          await c.joinChannel({ channelId: groups[Math.floor((i + j) / GROUP_SIZE)]! });
+        }),
+      );
+    }
+
+    // 1. Idle connections.
+    const rssBefore = rssKiB(server.child.pid!);
+    const targets = users.flatMap((u) => Array.from({ length: SOCKETS_PER_USER }, () => ({ host, port: Number(port), token: u.token })));
+    for (let w = 0; w < WORKERS; w++) {
+      workers.push(fork(path.resolve("dist/bench/support/ws-load-worker.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] }));
+    }
+    const perWorker = Math.ceil(targets.length / WORKERS);
+    const t0 = Date.now();
+    const opened = await Promise.all(
+      workers.map((w, i) =>
+        ask<{ open: number; failed: number; ms: number }>(
+          w,
+          { type: "open", targets: targets.slice(i * perWorker, (i + 1) * perWorker), sockets: Math.min(perWorker, targets.length - i * perWorker) },
+          "opened",
+        ),
+      ),
+    );
+    const connectSeconds = (Date.now() - t0) / 1000;
+    const open = opened.reduce((a, o) => a + o.open, 0);
+    const failed = opened.reduce((a, o) => a + o.failed, 0);
+    await sleep(3000);
+    const rssAfter = rssKiB(server.child.pid!);
+    const idle = {
+      connections: open,
+      failed,
+      connectPerSecond: Math.round(open / connectSeconds),
+      serverRssBeforeMiB: Math.round(rssBefore / 102.4) / 10,
+      serverRssAfterMiB: Math.round(rssAfter / 102.4) / 10,
+      serverBytesPerConnection: Math.round(((rssAfter - rssBefore) * 1024) / Math.max(1, open)),
+    };
+    result.idle = idle;
+    console.log(`idle: ${open} sockets held (${failed} failed) at ${idle.connectPerSecond}/s; server RSS ${idle.serverRssBeforeMiB} -> ${idle.serverRssAfterMiB} MiB = ${idle.serverBytesPerConnection} B per connection`);
+
+    const deliveries = async () => {
+      const s = await Promise.all(workers.map((w) => ask<Stats>(w, { type: "stats" }, "stats")));
+      return { frames: s.reduce((a, x) => a + x.frames, 0), closed: s.reduce((a, x) => a + x.closed, 0) };
+    };
+    const reset = () => Promise.all(workers.map((w) => ask(w, { type: "reset" }, "reset")));
+
+    // 2. Latency at RATE posts/s across the small channels; a probe socket receives them all.
+    const probe = new WebSocket(`ws://${host}:${port}/ws`, ["chat.v1.proto"], { headers: { authorization: `Bearer ${probeToken}` } });
+    const latencies: number[] = [];
+    let probeCount = 0;
+    probe.on("message", (data: Buffer) => {
+      const f = fromBinary(ServerFrameSchema, new Uint8Array(data));
+      if (f.frame.case === "event" && f.frame.value.payload.case === "messagePosted") {
+        const text = f.frame.value.payload.value.message?.text ?? "";
+        const sent = Number(text.slice(2, text.indexOf(" ")));
+        if (text.startsWith("t:")) {
+          latencies.push(performance.timeOrigin + performance.now() - sent);
+          probeCount++;
+        }
+      }
+    });
+    await new Promise((r) => probe.once("open", r));
+    await sleep(500);
+    await reset();
+    const stream = openPostStream(h2, probeToken);
+    const total = RATE * SECONDS;
+    const posting = Date.now();
+    const acks: Array<Promise<unknown>> = [];
+    for (let i = 0; i < total; i++) {
+      const due = posting + (i * 1000) / RATE;
+      const wait = due - Date.now();
+      if (wait > 1) await sleep(wait);
+      acks.push(stream.post(groups[i % groups.length]!, `t:${performance.timeOrigin + performance.now()} message ${i}`));
+    }
+    await Promise.all(acks);
+    const expected = total * GROUP_SIZE * SOCKETS_PER_USER;
+    let got = await deliveries();
+    for (let i = 0; i < 100 && got.frames < expected; i++) {
+      await sleep(100);
+      got = await deliveries();
+    }
+    const latency = {
+      postsPerSecond: RATE,
+      posts: total,
+      probeReceived: probeCount,
+      latencyMs: summarize(latencies),
+      expectedDeliveries: expected,
+      deliveries: got.frames,
+      lost: expected - got.frames,
+      socketsClosed: got.closed,
+    };
+    result.latency = latency;
+    console.log(
+      `latency at ${RATE} posts/s with ${open + 1} sockets: p50 ${latency.latencyMs.p50} ms, p99 ${latency.latencyMs.p99} ms; deliveries ${got.frames}/${expected} (lost ${latency.lost})`,
+    );
+
+    // 3. One channel, every socket: BURST posts as fast as the API takes them.
+    const burst = async (channelOf: (i: number) => bigint, count: number, perPost: number) => {
+      await reset();
+      const t = performance.now();
+      const answers: Array<Promise<unknown>> = [];
+      for (let i = 0; i < count; i++) answers.push(stream.post(channelOf(i), `burst ${i}`));
+      await Promise.all(answers);
+      const want = count * perPost;
+      let d = await deliveries();
+      while (d.frames < want && performance.now() - t < 60_000) {
+        await sleep(20);
+        d = await deliveries();
+      }
+      const seconds = (performance.now() - t) / 1000;
+      return { posts: count, subscribersPerPost: perPost, deliveries: d.frames, seconds: Math.round(seconds * 1000) / 1000, deliveriesPerSecond: Math.round(d.frames / seconds) };
+    };
+    const one = await burst(() => everyone, BURST, open);
+    result.fanoutOneChannel = one;
+    console.log(`fan-out, one channel x ${open} sockets: ${one.deliveries} deliveries in ${one.seconds} s = ${one.deliveriesPerSecond}/s`);
+    const many = await burst((i) => groups[i % groups.length]!, BURST * 50, GROUP_SIZE * SOCKETS_PER_USER);
+    result.fanoutManyChannels = many;
+    console.log(`fan-out, ${groups.length} channels x ${GROUP_SIZE * SOCKETS_PER_USER} sockets: ${many.deliveries} deliveries in ${many.seconds} s = ${many.deliveriesPerSecond}/s`);
+
+    await stream.end();
+    probe.close();
+  } finally {
+    h2.close();
+    for (const w of workers) w.send({ type: "close" });
+    server.child.kill("SIGTERM");
+    await server.exited;
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  mkdirSync("bench/results", { recursive: true });
+  const file = path.join("bench/results", `gateway-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  writeFileSync(file, JSON.stringify(result, null, 2) + "\n");
+  console.log(`machine: ${JSON.stringify(result.machine)}`);
+  console.log(`wrote ${file}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
+
