@@ -3,7 +3,8 @@
  * program started as a child).
  *
  *   1. idle connections: --sockets authenticated WebSockets from load-generator
- *      processes (bench/support/ws-load-worker.ts), server RSS per connection;
+ *      processes (bench/support/ws-load-worker.ts); server memory per
+ *      connection after a full GC (read through the inspector);
  *   2. post-to-delivery latency at --rate posts/s for --seconds, every socket
  *      connected: a probe socket in this process receives every post and
  *      measures receive time minus the send time carried in the text; the load
@@ -13,12 +14,13 @@
  *   4. fan-out, many channels with few subscribers each.
  *
  * Run: npm run bench:gateway -- [--sockets 10000] [--rate 1000] [--seconds 10] [--burst 100]
+ *        [--sockets-per-user 2] [--group 10] [--workers 2]
  * Writes bench/results/gateway-<timestamp>.json. Loopback only; it stops what it started.
  */
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { fork, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -29,6 +31,7 @@ import { ServerFrameSchema } from "../gen/chat/v1/frame_pb.js";
 import { UserService } from "../gen/chat/v1/user_pb.js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { startChatProcess } from "../infra/harness/chat-process.js";
+import { inspectorUrl, memoryAfterGc } from "./support/inspector.js";
 import { machineInfo } from "./support/machine.js";
 import { openPostStream } from "./support/post-stream.js";
 import { summarize } from "./support/stats.js";
@@ -40,6 +43,8 @@ const { values: args } = parseArgs({
     seconds: { type: "string", default: "10" },
     burst: { type: "string", default: "100" },
     workers: { type: "string", default: "2" },
+    "sockets-per-user": { type: "string", default: "2" },
+    group: { type: "string", default: "10" },
   },
 });
 const SOCKETS = Number(args.sockets);
@@ -48,8 +53,10 @@ const SECONDS = Number(args.seconds);
 const BURST = Number(args.burst);
 const WORKERS = Number(args.workers);
 const ADMIN = "bench-admin-token-0123456789";
-const SOCKETS_PER_USER = 10;
-const GROUP_SIZE = 10; // users per small channel
+/** Devices per user (desktop and phone, say). */
+const SOCKETS_PER_USER = Number(args["sockets-per-user"]);
+/** Users per small channel. */
+const GROUP_SIZE = Number(args.group);
 
 interface Stats {
   frames: number;
@@ -71,7 +78,6 @@ function ask<T>(child: ChildProcess, message: object, reply: string): Promise<T>
   });
 }
 
-const rssKiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
@@ -84,11 +90,15 @@ async function main() {
     CHAT_GATEWAY_MAX_CONNECTIONS_PER_USER: String(SOCKETS_PER_USER + 5),
     CHAT_GATEWAY_MAX_BACKPRESSURE_BYTES: String(16 * 1024 * 1024),
     CHAT_LOG_LEVEL: "info",
-  });
+  }, [], ["--inspect=127.0.0.1:0"]);
+  const inspector = await inspectorUrl(server.stderr);
   const gateway = new URL(server.gatewayUrls[0]!);
   const [host, port] = [gateway.hostname, gateway.port];
   const workers: ChildProcess[] = [];
-  const result: Record<string, unknown> = { machine: machineInfo(), params: { SOCKETS, RATE, SECONDS, BURST, WORKERS } };
+  const result: Record<string, unknown> = {
+    machine: machineInfo(),
+    params: { SOCKETS, RATE, SECONDS, BURST, WORKERS, SOCKETS_PER_USER, GROUP_SIZE },
+  };
   const h2 = http2.connect(server.url);
   try {
     const auth = (token: string): Interceptor => (next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req));
@@ -128,7 +138,7 @@ async function main() {
     }
 
     // 1. Idle connections.
-    const rssBefore = rssKiB(server.child.pid!);
+    const before = await memoryAfterGc(inspector);
     const targets = users.flatMap((u) => Array.from({ length: SOCKETS_PER_USER }, () => ({ host, port: Number(port), token: u.token })));
     for (let w = 0; w < WORKERS; w++) {
       workers.push(fork(path.resolve("dist/bench/support/ws-load-worker.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] }));
@@ -147,18 +157,24 @@ async function main() {
     const connectSeconds = (Date.now() - t0) / 1000;
     const open = opened.reduce((a, o) => a + o.open, 0);
     const failed = opened.reduce((a, o) => a + o.failed, 0);
-    await sleep(3000);
-    const rssAfter = rssKiB(server.child.pid!);
+    await sleep(2000);
+    const after = await memoryAfterGc(inspector);
+    const mib = (b: number) => Math.round(b / 104857.6) / 10;
+    const perConnection = (k: keyof typeof after) => Math.round((after[k] - before[k]) / Math.max(1, open));
     const idle = {
       connections: open,
       failed,
       connectPerSecond: Math.round(open / connectSeconds),
-      serverRssBeforeMiB: Math.round(rssBefore / 102.4) / 10,
-      serverRssAfterMiB: Math.round(rssAfter / 102.4) / 10,
-      serverBytesPerConnection: Math.round(((rssAfter - rssBefore) * 1024) / Math.max(1, open)),
+      serverRssMiB: { before: mib(before.rss), after: mib(after.rss) },
+      serverHeapUsedMiB: { before: mib(before.heapUsed), after: mib(after.heapUsed) },
+      bytesPerConnection: { rss: perConnection("rss"), heapUsed: perConnection("heapUsed"), external: perConnection("external") },
     };
     result.idle = idle;
-    console.log(`idle: ${open} sockets held (${failed} failed) at ${idle.connectPerSecond}/s; server RSS ${idle.serverRssBeforeMiB} -> ${idle.serverRssAfterMiB} MiB = ${idle.serverBytesPerConnection} B per connection`);
+    console.log(
+      `idle: ${open} sockets held (${failed} failed) at ${idle.connectPerSecond}/s; after full GC, per connection: ` +
+        `RSS ${idle.bytesPerConnection.rss} B (heap ${idle.bytesPerConnection.heapUsed} B, external ${idle.bytesPerConnection.external} B); ` +
+        `RSS ${idle.serverRssMiB.before} -> ${idle.serverRssMiB.after} MiB`,
+    );
 
     const deliveries = async () => {
       const s = await Promise.all(workers.map((w) => ask<Stats>(w, { type: "stats" }, "stats")));

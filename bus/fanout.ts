@@ -11,11 +11,18 @@ import type { Subjects } from "./subjects.js";
 
 export type EventListener = (event: Event) => void;
 
+/**
+ * Listeners are added and removed by identity (no wrapper or release closure
+ * per registration: a gateway holds one per socket, tens of thousands).
+ * Register one function object once per subject.
+ */
 export interface Fanout {
-  /** Calls listener for every event of the channel until the returned function is called. */
-  watchChannel(channelId: bigint, listener: EventListener): () => void;
-  /** Calls listener for every event addressed to the user until the returned function is called. */
-  watchUser(userId: bigint, listener: EventListener): () => void;
+  /** Calls listener for every event of the channel until unwatchChannel. */
+  watchChannel(channelId: bigint, listener: EventListener): void;
+  unwatchChannel(channelId: bigint, listener: EventListener): void;
+  /** Calls listener for every event addressed to the user until unwatchUser. */
+  watchUser(userId: bigint, listener: EventListener): void;
+  unwatchUser(userId: bigint, listener: EventListener): void;
   /** Bus subscriptions held right now (for metrics and tests). */
   readonly subscriptionCount: number;
 }
@@ -27,7 +34,7 @@ export interface FanoutOptions {
 export function createFanout(bus: Bus, subjects: Subjects, options: FanoutOptions = {}): Fanout {
   const entries = new Map<string, { subscription: Subscription; listeners: Set<EventListener> }>();
 
-  const watch = (subject: string, listener: EventListener): (() => void) => {
+  const watch = (subject: string, listener: EventListener): void => {
     let entry = entries.get(subject);
     if (!entry) {
       const listeners = new Set<EventListener>();
@@ -43,26 +50,23 @@ export function createFanout(bus: Bus, subjects: Subjects, options: FanoutOption
       entry = { subscription, listeners };
       entries.set(subject, entry);
     }
-    const { listeners } = entry;
-    // Wrapped, so one function can be registered twice and released once.
-    const own: EventListener = (event) => listener(event);
-    listeners.add(own);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      listeners.delete(own);
-      const current = entries.get(subject);
-      if (current && current.listeners.size === 0) {
-        current.subscription.unsubscribe();
-        entries.delete(subject);
-      }
-    };
+    entry.listeners.add(listener);
+  };
+
+  const unwatch = (subject: string, listener: EventListener): void => {
+    const entry = entries.get(subject);
+    if (!entry || !entry.listeners.delete(listener)) return;
+    if (entry.listeners.size === 0) {
+      entry.subscription.unsubscribe();
+      entries.delete(subject);
+    }
   };
 
   return {
     watchChannel: (channelId, listener) => watch(subjects.channel(channelId), listener),
+    unwatchChannel: (channelId, listener) => unwatch(subjects.channel(channelId), listener),
     watchUser: (userId, listener) => watch(subjects.user(userId), listener),
+    unwatchUser: (userId, listener) => unwatch(subjects.user(userId), listener),
     get subscriptionCount() {
       return entries.size;
     },

@@ -27,7 +27,7 @@ import { PostMessageRequestSchema } from "../gen/chat/v1/message_pb.js";
 import type { ServerFrame } from "../gen/chat/v1/frame_pb.js";
 import type { Authenticator, UserPrincipal } from "../services/auth.js";
 import { toConnectError } from "../services/errors.js";
-import { EventSession, frame, type EventBackend } from "../services/event-session.js";
+import { EventSession, frame, type EventBackend, type SessionTransport } from "../services/event-session.js";
 import type { MessageService } from "../services/messages.js";
 import { BINARY_SUBPROTOCOLS, decodeClientFrame, encodeServerFrame, JSON_SUBPROTOCOL, type WireFormat } from "./codec.js";
 import { loadUws, type Uws } from "./uws.js";
@@ -67,24 +67,91 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-interface Connection {
-  id: string;
-  user: UserPrincipal;
-  format: WireFormat;
-  holdAtStart: boolean;
-  ws?: import("uWebSockets.js").WebSocket<{ connection: Connection }>;
-  session?: EventSession;
-  /** Channels whose topic this socket is subscribed to. */
-  following: Set<bigint>;
-  /** Frames are handled one after another, in the order they came. */
-  queue: Promise<void>;
-  malformed: number;
-  postTokens: number;
-  postTokensAt: number;
-  closed: boolean;
-  timers: NodeJS.Timeout[];
+/** Shared by every connection of one gateway: what a connection needs to deliver. */
+interface GatewayContext {
+  app: import("uWebSockets.js").TemplatedApp;
+  fanout: Fanout;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  /** Per channel: how many local sockets follow its topics, and the listener that publishes to them. */
+  topics: Map<bigint, { sockets: number; listener: (event: Event) => void }>;
+  publishEvent(channelId: bigint, event: Event): void;
 }
 
+/**
+ * One socket. Kept small (a class, no per-connection closures or timers):
+ * a gateway process holds tens of thousands of these.
+ */
+class Connection implements SessionTransport {
+  ws: import("uWebSockets.js").WebSocket<{ connection: Connection }> | undefined;
+  session: EventSession | undefined;
+  /** Frames are handled one after another, in the order they came. */
+  queue: Promise<void> = RESOLVED;
+  malformed = 0;
+  postTokens: number;
+  postTokensAt = Date.now();
+  closed = false;
+  /** With ?resume=1: when the start-up hold ends without a resume (ms), 0 when not holding. */
+  holdUntil = 0;
+
+  constructor(
+    private readonly ctx: GatewayContext,
+    readonly id: string,
+    readonly user: UserPrincipal,
+    readonly format: WireFormat,
+    postBurst: number,
+  ) {
+    this.postTokens = postBurst;
+  }
+
+  send(f: ServerFrame): void {
+    if (this.closed || !this.ws) return;
+    const { metrics } = this.ctx;
+    const bytes = encodeServerFrame(f, this.format);
+    const status = this.ws.send(bytes, this.format === "binary");
+    metrics.framesOut.inc({ kind: f.frame.case === "event" ? (f.frame.value.payload.case ?? "event") : (f.frame.case ?? "none") });
+    metrics.bytesOut.inc(typeof bytes === "string" ? Buffer.byteLength(bytes) : bytes.length);
+    if (status === 2) this.cutOff("backpressure");
+  }
+
+  follow(channelId: bigint): void {
+    if (this.closed || !this.ws) return;
+    const topic = topicOf(channelId, this.format);
+    if (this.ws.isSubscribed(topic)) return;
+    this.ws.subscribe(topic);
+    let entry = this.ctx.topics.get(channelId);
+    if (!entry) {
+      const ctx = this.ctx;
+      entry = { sockets: 0, listener: (event: Event) => ctx.publishEvent(channelId, event) };
+      ctx.fanout.watchChannel(channelId, entry.listener);
+      ctx.topics.set(channelId, entry);
+    }
+    entry.sockets++;
+  }
+
+  /** The session calls this only for channels it follows; after close, uWS has dropped the topics itself. */
+  unfollow(channelId: bigint): void {
+    if (!this.closed && this.ws && !this.ws.unsubscribe(topicOf(channelId, this.format))) return;
+    const entry = this.ctx.topics.get(channelId);
+    if (entry && --entry.sockets === 0) {
+      this.ctx.fanout.unwatchChannel(channelId, entry.listener);
+      this.ctx.topics.delete(channelId);
+    }
+  }
+
+  overflow(): void {
+    this.cutOff("held events overflow");
+  }
+
+  cutOff(reason: string): void {
+    if (this.closed || !this.ws) return;
+    this.ctx.metrics.backpressureDrops.inc();
+    this.ctx.logger.debug({ session: this.id, user: String(this.user.userId), reason }, "slow consumer cut off");
+    this.ws.end(CLOSE.tooSlow, "too slow: reconnect and resume");
+  }
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
 const topicOf = (channelId: bigint, format: WireFormat) => `${channelId}.${format === "binary" ? "b" : "j"}`;
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
@@ -93,8 +160,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const app = uws.App();
   const connections = new Set<Connection>();
   const perUser = new Map<bigint, number>();
-  /** Per channel: how many local sockets follow its topics, and the listener that publishes to them. */
-  const topics = new Map<bigint, { sockets: number; release: () => void }>();
+  const topics: GatewayContext["topics"] = new Map();
+  const sessionOptions = { resumeLimit: config.resumeLimit, maxHeldEvents: 10_000, maxCursors: 10_000 };
 
   const publishEvent = (channelId: bigint, event: Event) => {
     const f = frame({ case: "event", value: event });
@@ -116,47 +183,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
   };
 
-  const send = (c: Connection, f: ServerFrame) => {
-    if (c.closed || !c.ws) return;
-    const bytes = encodeServerFrame(f, c.format);
-    const status = c.ws.send(bytes, c.format === "binary");
-    metrics.framesOut.inc({ kind: f.frame.case === "event" ? (f.frame.value.payload.case ?? "event") : (f.frame.case ?? "none") });
-    metrics.bytesOut.inc(typeof bytes === "string" ? Buffer.byteLength(bytes) : bytes.length);
-    if (status === 2) cutOff(c, "backpressure");
-  };
-
-  const cutOff = (c: Connection, reason: string) => {
-    if (c.closed || !c.ws) return;
-    metrics.backpressureDrops.inc();
-    logger.debug({ session: c.id, user: String(c.user.userId), reason }, "slow consumer cut off");
-    c.ws.end(CLOSE.tooSlow, "too slow: reconnect and resume");
-  };
-
-  const transportOf = (c: Connection) => ({
-    send: (f: ServerFrame) => send(c, f),
-    follow(channelId: bigint) {
-      if (c.closed || !c.ws || c.following.has(channelId)) return;
-      c.following.add(channelId);
-      c.ws.subscribe(topicOf(channelId, c.format));
-      let entry = topics.get(channelId);
-      if (!entry) {
-        entry = { sockets: 0, release: fanout.watchChannel(channelId, (event) => publishEvent(channelId, event)) };
-        topics.set(channelId, entry);
-      }
-      entry.sockets++;
-    },
-    unfollow(channelId: bigint) {
-      if (!c.following.delete(channelId)) return;
-      // After close, uWS has dropped the socket's topics itself.
-      if (!c.closed && c.ws) c.ws.unsubscribe(topicOf(channelId, c.format));
-      const entry = topics.get(channelId);
-      if (entry && --entry.sockets === 0) {
-        entry.release();
-        topics.delete(channelId);
-      }
-    },
-    overflow: () => cutOff(c, "held events overflow"),
-  });
+  const ctx: GatewayContext = { app, fanout, metrics, logger, topics, publishEvent };
+  const send = (c: Connection, f: ServerFrame) => c.send(f);
 
   const errorFrame = (code: Code, message: string, clientMsgId = "") =>
     frame({ case: "error", value: { clientMsgId, error: { code: code as number as ErrorCode, message } } });
@@ -206,7 +234,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           () =>
             new Promise<void>((queued) => {
               if (c.closed) return queued();
-              c.session?.releaseAll();
+              if (c.holdUntil !== 0) {
+                c.holdUntil = 0;
+                c.session?.releaseAll();
+              }
               messages
                 .postMessage(
                   c.user,
@@ -228,6 +259,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         return;
       }
       case "resume":
+        c.holdUntil = 0;
         c.queue = c.queue.then(() => c.session?.resume(f.value.cursors));
         return;
     }
@@ -279,19 +311,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
             return reject("429 Too Many Requests", `at most ${config.maxConnectionsPerUser} connections per user\n`, ["retry-after", "30"]);
           }
           perUser.set(principal.userId, count + 1);
-          const connection: Connection = {
-            id: randomUUID(),
-            user: principal,
-            format,
-            holdAtStart: query.get("resume") === "1",
-            following: new Set(),
-            queue: Promise.resolve(),
-            malformed: 0,
-            postTokens: config.postBurst,
-            postTokensAt: Date.now(),
-            closed: false,
-            timers: [],
-          };
+          const connection = new Connection(ctx, randomUUID(), principal, format, config.postBurst);
+          if (query.get("resume") === "1") connection.holdUntil = Date.now() + START_HOLD_MS;
           res.cork(() => res.upgrade({ connection }, key, protocol, extensions, context));
         },
         (err: unknown) => reject("401 Unauthorized", `${toConnectError(err).rawMessage}\n`, ["www-authenticate", "Bearer"]),
@@ -303,17 +324,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       c.ws = ws;
       connections.add(c);
       metrics.connections.inc();
-      const session = new EventSession(c.user, backend, fanout, transportOf(c), {
-        resumeLimit: config.resumeLimit,
-        maxHeldEvents: 10_000,
-        maxCursors: 10_000,
-        holdAtStart: c.holdAtStart,
-      });
+      const session = new EventSession(c.user, backend, fanout, c, sessionOptions, c.holdUntil !== 0);
       c.session = session;
-      if (c.user.expiresAt !== undefined) {
-        c.timers.push(setTimeout(() => c.ws?.end(CLOSE.tokenExpired, "token expired"), Math.max(0, c.user.expiresAt - Date.now())));
-      }
-      if (c.holdAtStart) c.timers.push(setTimeout(() => session.releaseAll(), START_HOLD_MS));
       const started = session.start((channelIds) =>
         send(
           c,
@@ -330,9 +342,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           }),
         ),
       );
-      c.queue = started.catch((err: unknown) => {
+      const startup = started.catch((err: unknown) => {
         logger.error({ err, session: c.id }, "session start failed");
         c.ws?.end(1011, "could not load your channels");
+      });
+      c.queue = startup;
+      // Idle sockets keep no settled promise of their own.
+      void startup.then(() => {
+        if (c.queue === startup) c.queue = RESOLVED;
       });
     },
 
@@ -346,7 +363,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       connections.delete(c);
       metrics.connections.dec();
       metrics.closes.inc({ reason: closeReason(code) });
-      for (const t of c.timers) clearTimeout(t);
       c.session?.close();
       const left = (perUser.get(c.user.userId) ?? 1) - 1;
       if (left === 0) perUser.delete(c.user.userId);
@@ -373,9 +389,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     res.writeStatus("404 Not Found").end("not found\n");
   });
 
+  // One timer for all sockets (not one per socket): backpressure every tick,
+  // token expiry and the end of start-up holds once a second.
+  let ticks = 0;
   const sweep = setInterval(() => {
+    const slow = ++ticks % Math.round(1000 / BACKPRESSURE_SWEEP_MS) === 0;
+    const now = Date.now();
     for (const c of connections) {
-      if (!c.closed && c.ws && c.ws.getBufferedAmount() > config.maxBackpressureBytes) cutOff(c, "backpressure");
+      if (c.closed || !c.ws) continue;
+      if (c.ws.getBufferedAmount() > config.maxBackpressureBytes) c.cutOff("backpressure");
+      else if (slow && c.user.expiresAt !== undefined && c.user.expiresAt <= now) c.ws.end(CLOSE.tokenExpired, "token expired");
+      else if (slow && c.holdUntil !== 0 && c.holdUntil <= now) {
+        c.holdUntil = 0;
+        c.session?.releaseAll();
+      }
     }
   }, BACKPRESSURE_SWEEP_MS);
   sweep.unref();

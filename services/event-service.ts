@@ -7,6 +7,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import type { Fanout } from "../bus/fanout.js";
 import { EventService, SubscribeResponseSchema, type SubscribeResponse } from "../gen/chat/v1/event_service_pb.js";
+import type { Event } from "../gen/chat/v1/event_pb.js";
 import type { ServerFrame } from "../gen/chat/v1/frame_pb.js";
 import { principalKey } from "./auth.js";
 import { AsyncQueue } from "./async-queue.js";
@@ -45,7 +46,7 @@ export function registerEventService(router: ConnectRouter, options: EventServic
         options.maxQueued,
         () => new ConnectError("too slow: more than " + options.maxQueued + " events queued; resubscribe with cursors", Code.ResourceExhausted),
       );
-      const following = new Map<bigint, () => void>();
+      const following = new Map<bigint, (event: Event) => void>();
       const session = new EventSession(
         principal,
         backend,
@@ -57,20 +58,20 @@ export function registerEventService(router: ConnectRouter, options: EventServic
           },
           follow(channelId) {
             if (following.has(channelId)) return;
-            following.set(
-              channelId,
-              fanout.watchChannel(channelId, (event) =>
-                queue.push(create(SubscribeResponseSchema, { item: { case: "event", value: event } })),
-              ),
-            );
+            const listener = (event: Event) => queue.push(create(SubscribeResponseSchema, { item: { case: "event", value: event } }));
+            following.set(channelId, listener);
+            fanout.watchChannel(channelId, listener);
           },
           unfollow(channelId) {
-            following.get(channelId)?.();
+            const listener = following.get(channelId);
+            if (!listener) return;
+            fanout.unwatchChannel(channelId, listener);
             following.delete(channelId);
           },
           overflow: () => queue.fail(new ConnectError("too slow: resubscribe with cursors", Code.ResourceExhausted)),
         },
-        { resumeLimit: options.resumeLimit, maxHeldEvents: options.maxQueued, maxCursors: 10_000, holdAtStart: req.cursors.length > 0 },
+        { resumeLimit: options.resumeLimit, maxHeldEvents: options.maxQueued, maxCursors: 10_000 },
+        req.cursors.length > 0,
       );
       const expiry =
         principal.expiresAt === undefined

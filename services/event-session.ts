@@ -58,8 +58,6 @@ export interface EventSessionOptions {
   maxHeldEvents: number;
   /** Most cursors in one resume. */
   maxCursors: number;
-  /** Hold every channel from the start until the first resume (strict catch-up on reconnect). */
-  holdAtStart: boolean;
 }
 
 type FrameInit = NonNullable<MessageInitShape<typeof ServerFrameSchema>["frame"]>;
@@ -69,18 +67,29 @@ const eventFrame = (event: Event) => frame({ case: "event", value: event });
 export class EventSession {
   /** Every channel this session follows, live or held. */
   private readonly channels = new Set<bigint>();
-  private readonly held = new Map<bigint, { events: Event[]; release: () => void }>();
+  /** Held channels with their buffered events; created on first use (most sessions never hold). */
+  private held: Map<bigint, { events: Event[]; listener: (event: Event) => void }> | undefined;
   private heldCount = 0;
-  private releaseUser: (() => void) | undefined;
+  /** User events that arrive while start() loads the channels; undefined once started. */
+  private early: Event[] | undefined = [];
   private closed = false;
-  private resuming: Promise<void> = Promise.resolve();
+  private resuming: Promise<void> | undefined;
+  private readonly onUser = (event: Event) => {
+    if (this.early) this.early.push(event);
+    else this.onUserEvent(event);
+  };
 
+  /**
+   * @param holdAtStart hold every channel from the start until the first
+   *   resume (strict catch-up on reconnect).
+   */
   constructor(
     readonly user: UserPrincipal,
     private readonly backend: EventBackend,
     private readonly fanout: Fanout,
     private readonly transport: SessionTransport,
     private readonly options: EventSessionOptions,
+    private readonly holdAtStart = false,
   ) {}
 
   /**
@@ -89,17 +98,13 @@ export class EventSession {
    * are applied after hello, in order.
    */
   async start(hello: (channelIds: bigint[]) => void): Promise<void> {
-    const early: Event[] = [];
-    let loading = true;
-    this.releaseUser = this.fanout.watchUser(this.user.userId, (event) => {
-      if (loading) early.push(event);
-      else this.onUserEvent(event);
-    });
+    this.fanout.watchUser(this.user.userId, this.onUser);
     const ids = await this.backend.channelsOf(this.user);
     if (this.closed) return;
-    for (const id of ids) this.add(id, this.options.holdAtStart);
+    for (const id of ids) this.add(id, this.holdAtStart);
     hello([...this.channels]);
-    loading = false;
+    const early = this.early ?? [];
+    this.early = undefined;
     for (const event of early) this.onUserEvent(event);
   }
 
@@ -109,25 +114,26 @@ export class EventSession {
 
   /** Catches up on the given channels; resumes run one after another. */
   resume(cursors: ChannelCursor[]): Promise<void> {
-    this.resuming = this.resuming.then(() => this.runResume(cursors));
+    this.resuming = (this.resuming ?? Promise.resolve()).then(() => this.runResume(cursors));
     return this.resuming;
   }
 
   /** Makes every held channel live (the start-up hold ends without a resume). */
   releaseAll(): void {
+    if (!this.held) return;
     for (const channelId of [...this.held.keys()]) this.release(channelId, 0n);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.releaseUser?.();
+    this.fanout.unwatchUser(this.user.userId, this.onUser);
     for (const channelId of this.channels) {
-      const held = this.held.get(channelId);
-      if (held) held.release();
+      const held = this.held?.get(channelId);
+      if (held) this.fanout.unwatchChannel(channelId, held.listener);
       else this.transport.unfollow(channelId);
     }
-    this.held.clear();
+    this.held = undefined;
     this.channels.clear();
   }
 
@@ -144,7 +150,7 @@ export class EventSession {
         continue;
       }
       wanted.set(c.channelId, c.lastSeenId);
-      this.hold(c.channelId, !this.held.has(c.channelId));
+      this.hold(c.channelId, !this.held?.has(c.channelId));
     }
     for (const [channelId, lastSeen] of wanted) {
       let replayed: Message[] = [];
@@ -202,37 +208,39 @@ export class EventSession {
 
   private remove(channelId: bigint): void {
     if (!this.channels.delete(channelId)) return;
-    const held = this.held.get(channelId);
+    const held = this.held?.get(channelId);
     if (held) {
-      held.release();
+      this.fanout.unwatchChannel(channelId, held.listener);
       this.heldCount -= held.events.length;
-      this.held.delete(channelId);
+      this.held!.delete(channelId);
     } else {
       this.transport.unfollow(channelId);
     }
   }
 
   private hold(channelId: bigint, wasLive: boolean): void {
+    this.held ??= new Map();
     if (this.held.has(channelId)) return;
     const events: Event[] = [];
-    const release = this.fanout.watchChannel(channelId, (event) => {
+    const listener = (event: Event) => {
       if (this.heldCount >= this.options.maxHeldEvents) {
         this.transport.overflow();
         return;
       }
       events.push(event);
       this.heldCount++;
-    });
-    this.held.set(channelId, { events, release });
+    };
+    this.fanout.watchChannel(channelId, listener);
+    this.held.set(channelId, { events, listener });
     if (wasLive) this.transport.unfollow(channelId);
   }
 
   /** Sends what was buffered (minus messages at or below lastId) and goes live, in one step. */
   private release(channelId: bigint, lastId: bigint): void {
-    const held = this.held.get(channelId);
+    const held = this.held?.get(channelId);
     if (!held) return;
-    held.release();
-    this.held.delete(channelId);
+    this.fanout.unwatchChannel(channelId, held.listener);
+    this.held!.delete(channelId);
     this.heldCount -= held.events.length;
     for (const event of held.events) {
       const p = event.payload;

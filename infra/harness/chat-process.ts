@@ -16,12 +16,18 @@ export interface ChatProcess {
   /** The gateway's WebSocket URLs (ws://host:port/ws), one per listen address. */
   gatewayUrls: string[];
   logs: Array<Record<string, unknown>>;
+  /** Everything the process wrote to stderr so far (Node's inspector URL goes there). */
+  stderr(): string;
   /** Resolves with the exit code. */
   exited: Promise<number | null>;
 }
 
-export async function startChatProcess(env: Record<string, string>, args: string[] = []): Promise<ChatProcess> {
-  const child = spawn(process.execPath, [CHAT_BIN, ...args], {
+export async function startChatProcess(
+  env: Record<string, string>,
+  args: string[] = [],
+  nodeArgs: string[] = [],
+): Promise<ChatProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, CHAT_BIN, ...args], {
     env: { PATH: process.env.PATH, CHAT_API_HOST: "127.0.0.1", CHAT_API_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -50,7 +56,7 @@ export async function startChatProcess(env: Record<string, string>, args: string
       reject(new Error(`exited with ${code} before starting; stderr: ${stderr}`));
     });
   });
-  return { child, url, gatewayUrls, logs, exited };
+  return { child, url, gatewayUrls, logs, stderr: () => stderr, exited };
 }
 
 /** Runs the program to completion and returns its exit code and output. */

@@ -1,0 +1,48 @@
+/**
+ * Reads a child Node process's memory after a full garbage collection,
+ * through its inspector (started with --inspect=127.0.0.1:0). RSS alone
+ * swings by tens of MiB with GC timing; retained heap after GC does not.
+ */
+import WebSocket from "ws";
+
+export interface MemoryAfterGc {
+  rss: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+export async function inspectorUrl(stderr: () => string, timeoutMs = 5000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const match = /Debugger listening on (ws:\/\/\S+)/.exec(stderr());
+    if (match) return match[1]!;
+    if (Date.now() > deadline) throw new Error("no inspector URL on the child's stderr");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function memoryAfterGc(url: string): Promise<MemoryAfterGc> {
+  const ws = new WebSocket(url);
+  await new Promise((resolve, reject) => (ws.once("open", resolve), ws.once("error", reject)));
+  let id = 0;
+  const call = (method: string, params: object = {}) =>
+    new Promise<{ result?: { result?: { value?: string } } }>((resolve) => {
+      const my = ++id;
+      const on = (data: Buffer) => {
+        const msg = JSON.parse(data.toString()) as { id?: number };
+        if (msg.id === my) {
+          ws.off("message", on);
+          resolve(msg as { result?: { result?: { value?: string } } });
+        }
+      };
+      ws.on("message", on);
+      ws.send(JSON.stringify({ id: my, method, params }));
+    });
+  await call("HeapProfiler.enable");
+  await call("HeapProfiler.collectGarbage");
+  await call("HeapProfiler.collectGarbage");
+  const answer = await call("Runtime.evaluate", { expression: "JSON.stringify(process.memoryUsage())", returnByValue: true });
+  ws.close();
+  return JSON.parse(answer.result?.result?.value ?? "{}") as MemoryAfterGc;
+}
