@@ -1,10 +1,16 @@
 /**
  * The chat program. One binary, several roles (CHAT_ROLE or --role):
- * `all` (default, single node: API with the embedded store and in-process bus),
- * `api`, `gateway`.
+ * - `all` (default): single node, the API (embedded store, in-process bus) and
+ *   the WebSocket gateway, in this process or in CHAT_GATEWAY_WORKERS forks;
+ * - `api`: the API alone;
+ * - `gateway`: a gateway process; for now only as a worker forked by `all`
+ *   (a standalone gateway needs a bus that crosses hosts: NATS).
  */
 import { ConfigError, loadConfig, type Config } from "../core/config.js";
 import { createLogger } from "../core/logger.js";
+import { startApi } from "../services/api.js";
+import { runGatewayWorker } from "./gateway-worker.js";
+import { startGatewayWorkers } from "./gateway-workers.js";
 import { startChatNode } from "./node.js";
 
 async function main(): Promise<void> {
@@ -28,21 +34,43 @@ async function main(): Promise<void> {
   };
   process.on("uncaughtException", die("uncaught exception"));
   process.on("unhandledRejection", die("unhandled promise rejection"));
-  if (config.role !== "all") {
-    // Separate api and gateway processes need a bus that crosses processes (NATS).
-    logger.fatal({ role: config.role }, "only role 'all' is available until the NATS bus lands (CHAT_BUS=nats)");
-    process.exit(2);
+  if (config.role === "gateway") {
+    if (!process.send) {
+      logger.fatal("a standalone gateway needs a bus that crosses processes (NATS, not yet available); use CHAT_GATEWAY_WORKERS in role all");
+      process.exit(2);
+    }
+    await runGatewayWorker(config, logger);
+    return;
   }
-  const node = await startChatNode({ config, logger });
-  logger.info(
-    {
-      dataDir: config.dataDir,
+
+  let started: { api: string; gateway: string[]; stop: () => Promise<void> };
+  if (config.role === "api") {
+    const api = await startApi({ config, logger });
+    started = { api: api.server.url, gateway: [], stop: () => api.stop() };
+  } else if (config.gateway.workers > 0) {
+    const api = await startApi({ config, logger });
+    const workers = await startGatewayWorkers(config, api, logger);
+    started = {
+      api: api.server.url,
+      gateway: workers.addresses.map((a) => `ws://${a.host}:${a.port}/ws`),
+      stop: async () => {
+        await workers.stop();
+        await api.stop();
+      },
+    };
+  } else {
+    const node = await startChatNode({ config, logger });
+    started = {
       api: node.api.server.url,
       gateway: node.gateway.addresses.map((a) => `ws://${a.host}:${a.port}/ws`),
-    },
+      stop: () => node.stop(),
+    };
+  }
+  logger.info(
+    { dataDir: config.dataDir, api: started.api, gateway: started.gateway, gatewayWorkers: config.gateway.workers },
     "chat started",
   );
-  const stop = () => node.stop();
+  const stop = started.stop;
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {

@@ -45,6 +45,14 @@ export interface Config {
 }
 
 export interface GatewayConfig {
+  /**
+   * Gateway processes to fork in role `all` (0: the gateway runs inside the
+   * main process). They share the listen ports (SO_REUSEPORT) and reach the
+   * bus and the API through the main process.
+   */
+  workers: number;
+  /** Role `gateway`: the API to post and read through. */
+  apiUrl: string | undefined;
   /** Addresses the WebSocket gateway listens on (one per IP alias or NIC). */
   listen: Array<{ host: string; port: number }>;
   /** Largest client frame; a larger one closes the socket with 1009. */
@@ -113,6 +121,8 @@ const envSchema = z.object({
         .min(1, "expected at least one host:port"),
     )
     .optional(),
+  CHAT_GATEWAY_WORKERS: integer(0, 64).default(0),
+  CHAT_API_URL: z.url({ error: "expected a URL such as http://10.0.0.5:8080" }).optional(),
   CHAT_GATEWAY_MAX_FRAME_BYTES: integer(1024, 16 * 1024 * 1024).default(64 * 1024),
   CHAT_GATEWAY_MAX_BACKPRESSURE_BYTES: integer(16 * 1024, 1024 * 1024 * 1024).default(1024 * 1024),
   CHAT_GATEWAY_IDLE_TIMEOUT_SECONDS: integer(8, 960).default(120),
@@ -193,6 +203,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       maxTokenTtlSeconds: e.CHAT_TOKEN_MAX_TTL_SECONDS,
     },
     gateway: {
+      workers: e.CHAT_GATEWAY_WORKERS,
+      apiUrl: e.CHAT_API_URL,
       listen: (e.CHAT_GATEWAY_LISTEN ?? [`${e.CHAT_GATEWAY_HOST}:${e.CHAT_GATEWAY_PORT}`]).map(parseHostPort),
       maxFrameBytes: e.CHAT_GATEWAY_MAX_FRAME_BYTES,
       maxBackpressureBytes: e.CHAT_GATEWAY_MAX_BACKPRESSURE_BYTES,

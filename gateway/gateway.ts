@@ -15,6 +15,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import type { Registry } from "prom-client";
 import type { Fanout } from "../bus/fanout.js";
 import type { GatewayConfig } from "../core/config.js";
@@ -57,6 +58,8 @@ export interface GatewayOptions {
   /** Served on /metrics of the gateway port. */
   registry: Registry;
   logger: Logger;
+  /** Names this process in hello frames (host/pid). */
+  serverId?: string;
 }
 
 export interface Gateway {
@@ -157,6 +160,7 @@ const topicOf = (channelId: bigint, format: WireFormat) => `${channelId}.${forma
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const uws: Uws = loadUws();
   const { config, auth, backend, messages, fanout, metrics, logger } = options;
+  const serverId = options.serverId ?? `${hostname()}/${process.pid}`;
   const app = uws.App();
   const connections = new Set<Connection>();
   const perUser = new Map<bigint, number>();
@@ -338,6 +342,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
               channelIds,
               maxFrameBytes: config.maxFrameBytes,
               resumeLimit: config.resumeLimit,
+              serverId,
             },
           }),
         ),

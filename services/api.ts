@@ -28,6 +28,8 @@ import { createUserService } from "./users.js";
 
 export interface RunningApi {
   server: ApiServer;
+  /** The credentials in force (from config or generated), for gateway processes this process starts. */
+  secrets: { adminToken: string; jwtSecret: string };
   /** Local interest in bus subjects, shared by the event stream and the gateway. */
   fanout: Fanout;
   eventBackend: EventBackend;
@@ -115,6 +117,7 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
   let stopping: Promise<void> | undefined;
   return {
     server,
+    secrets: { adminToken: adminToken.value, jwtSecret: jwtSecret.value },
     fanout,
     eventBackend,
     handlers,

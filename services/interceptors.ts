@@ -9,6 +9,9 @@ import type { ApiMetrics } from "../core/metrics.js";
 import { principalKey, type Authenticator } from "./auth.js";
 import { toConnectError } from "./errors.js";
 
+/** Header with which the admin credential acts for a user (used by gateway processes). */
+export const ON_BEHALF_OF_HEADER = "chat-on-behalf-of";
+
 export type AccessPolicy = "public" | "admin" | "admin-or-user" | "user";
 
 /** Who may call what; methods not listed need a user token. */
@@ -30,7 +33,16 @@ export function createAuthInterceptor(auth: Authenticator): Interceptor {
   return (next) => async (req) => {
     const policy = policyOf(req.service.typeName, req.method.name);
     if (policy !== "public") {
-      const principal = await auth.authenticate(req.header.get("authorization"));
+      let principal = await auth.authenticate(req.header.get("authorization"));
+      // Trusted components (gateway processes) act for a user with the admin credential.
+      const onBehalfOf = req.header.get(ON_BEHALF_OF_HEADER);
+      if (onBehalfOf !== null) {
+        if (principal.kind !== "admin") {
+          throw new ConnectError(`${ON_BEHALF_OF_HEADER} needs the admin credential`, Code.PermissionDenied);
+        }
+        if (!/^\d{1,19}$/.test(onBehalfOf)) throw new ConnectError(`${ON_BEHALF_OF_HEADER}: not a user id`, Code.InvalidArgument);
+        principal = { kind: "user", userId: BigInt(onBehalfOf) };
+      }
       if (policy === "admin" && principal.kind !== "admin") {
         throw new ConnectError("this method needs the admin credential", Code.PermissionDenied);
       }
