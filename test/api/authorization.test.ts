@@ -115,6 +115,24 @@ describe("credentials", () => {
     await expectCode(t.admin.messages.postMessage({ channelId: pub, text: "x" }), Code.PermissionDenied);
   });
 
+  it("lets only the admin credential act for a user (chat-on-behalf-of), as gateway processes do", async () => {
+    const asMember = async (bearer: string, userId: string) => {
+      const res = await fetch(`${t.url}/chat.v1.ChannelService/ListMyChannels`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${bearer}`, "chat-on-behalf-of": userId, "content-type": "application/json" },
+        body: "{}",
+      });
+      return { status: res.status, body: (await res.json()) as { code?: string; channels?: unknown[] } };
+    };
+    const ok = await asMember("test-admin-token-0123456789", member.id.toString());
+    expect(ok.status).toBe(200);
+    expect(ok.body.channels?.length).toBeGreaterThan(0);
+    const forged = await asMember(outsider.token, member.id.toString());
+    expect(forged.body.code).toBe("permission_denied");
+    const junk = await asMember("test-admin-token-0123456789", "not-a-number");
+    expect(junk.body.code).toBe("invalid_argument");
+  });
+
   it("generates and keeps the admin secret in the data folder when none is configured", async () => {
     const u = await startTestApi({ CHAT_ADMIN_TOKEN: "" });
     try {

@@ -227,3 +227,20 @@ describe("delivery modes", () => {
     expect((await b.messages.listMessages({ channelId: eph })).messages).toEqual([]);
   });
 });
+
+describe("gateway metrics", () => {
+  it("exposes connections, frames, closes and delivery latency on the gateway port", async () => {
+    const s = await connect(a);
+    await a.messages.postMessage({ channelId: pub, text: "measured" });
+    await s.next(isEvent("messagePosted", pub));
+    const port = new URL(t.wsUrl).port;
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(text).toMatch(/^chat_gateway_connections [1-9]/m);
+    expect(text).toMatch(/chat_gateway_frames_out_total\{kind="messagePosted"\} [1-9]/);
+    expect(text).toMatch(/chat_gateway_frames_in_total\{kind="post"\}/);
+    expect(text).toMatch(/chat_gateway_closes_total\{reason="rejected 401"\} [1-9]/);
+    expect(text).toMatch(/chat_gateway_delivery_latency_seconds_count [1-9]/);
+    expect(text).toMatch(/^chat_gateway_bus_subscriptions [1-9]/m);
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+  });
+});
