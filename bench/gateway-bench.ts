@@ -104,6 +104,9 @@ async function main() {
   const h2 = http2.connect(server.url);
   try {
     const auth = (token: string): Interceptor => (next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req));
+    // One HTTP/2 connection for all setup calls; the token goes per call.
+    const shared = createConnectTransport({ baseUrl: server.url, httpVersion: "2", useBinaryFormat: true });
+    const as = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
     const transport = (token: string) => createConnectTransport({ baseUrl: server.url, httpVersion: "2", useBinaryFormat: true, interceptors: [auth(token)] });
     const admin = createClient(UserService, transport(ADMIN));
     const userCount = Math.ceil(SOCKETS / SOCKETS_PER_USER);
@@ -132,9 +135,9 @@ async function main() {
     for (let i = 0; i < users.length; i += 50) {
       await Promise.all(
         users.slice(i, i + 50).map(async (u, j) => {
-          const c = createClient(ChannelService, transport(u.token));
-          await c.joinChannel({ channelId: everyone });
-          await c.joinChannel({ channelId: groups[Math.floor((i + j) / GROUP_SIZE)]! });
+          const c = createClient(ChannelService, shared);
+          await c.joinChannel({ channelId: everyone }, as(u.token));
+          await c.joinChannel({ channelId: groups[Math.floor((i + j) / GROUP_SIZE)]! }, as(u.token));
         }),
       );
     }

@@ -61,6 +61,12 @@ export interface GatewayConfig {
   maxBackpressureBytes: number;
   /** Seconds without traffic before a socket is closed; pings keep live ones open. */
   idleTimeoutSeconds: number;
+  /**
+   * Most sockets one gateway process holds (more: HTTP 503 at upgrade). Kept
+   * below the open-files limit so that accepting never fails for lack of
+   * file descriptors. 0: the process's open-files limit minus a reserve.
+   */
+  maxConnections: number;
   /** Most sockets one user may hold on one gateway process (more: HTTP 429 at upgrade). */
   maxConnectionsPerUser: number;
   /** Sustained posts per second per socket, and the burst above it. */
@@ -126,6 +132,7 @@ const envSchema = z.object({
   CHAT_GATEWAY_MAX_FRAME_BYTES: integer(1024, 16 * 1024 * 1024).default(64 * 1024),
   CHAT_GATEWAY_MAX_BACKPRESSURE_BYTES: integer(16 * 1024, 1024 * 1024 * 1024).default(1024 * 1024),
   CHAT_GATEWAY_IDLE_TIMEOUT_SECONDS: integer(8, 960).default(120),
+  CHAT_GATEWAY_MAX_CONNECTIONS: integer(0, 100_000_000).default(0),
   CHAT_GATEWAY_MAX_CONNECTIONS_PER_USER: integer(1, 100_000).default(20),
   CHAT_GATEWAY_POSTS_PER_SECOND: integer(1, 1_000_000).default(20),
   CHAT_GATEWAY_POST_BURST: integer(1, 1_000_000).default(50),
@@ -209,6 +216,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       maxFrameBytes: e.CHAT_GATEWAY_MAX_FRAME_BYTES,
       maxBackpressureBytes: e.CHAT_GATEWAY_MAX_BACKPRESSURE_BYTES,
       idleTimeoutSeconds: e.CHAT_GATEWAY_IDLE_TIMEOUT_SECONDS,
+      maxConnections: e.CHAT_GATEWAY_MAX_CONNECTIONS,
       maxConnectionsPerUser: e.CHAT_GATEWAY_MAX_CONNECTIONS_PER_USER,
       postsPerSecond: e.CHAT_GATEWAY_POSTS_PER_SECOND,
       postBurst: e.CHAT_GATEWAY_POST_BURST,

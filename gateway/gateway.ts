@@ -15,6 +15,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Registry } from "prom-client";
 import type { Fanout } from "../bus/fanout.js";
@@ -163,6 +164,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const serverId = options.serverId ?? `${hostname()}/${process.pid}`;
   const app = uws.App();
   const connections = new Set<Connection>();
+  const maxConnections = config.maxConnections || defaultMaxConnections(logger);
+  /** Upgrades accepted but not yet open: they count against the cap too. */
+  let upgrading = 0;
   const perUser = new Map<bigint, number>();
   const topics: GatewayContext["topics"] = new Map();
   const sessionOptions = { resumeLimit: config.resumeLimit, maxHeldEvents: 10_000, maxCursors: 10_000 };
@@ -310,6 +314,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         (principal) => {
           if (aborted) return;
           if (principal.kind !== "user") return reject("403 Forbidden", "the gateway takes user tokens only\n");
+          if (connections.size + upgrading >= maxConnections) {
+            return reject("503 Service Unavailable", "gateway full: connect to another\n", ["retry-after", "5"]);
+          }
           const count = perUser.get(principal.userId) ?? 0;
           if (count >= config.maxConnectionsPerUser) {
             return reject("429 Too Many Requests", `at most ${config.maxConnectionsPerUser} connections per user\n`, ["retry-after", "30"]);
@@ -317,6 +324,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           perUser.set(principal.userId, count + 1);
           const connection = new Connection(ctx, randomUUID(), principal, format, config.postBurst);
           if (query.get("resume") === "1") connection.holdUntil = Date.now() + START_HOLD_MS;
+          upgrading++;
           res.cork(() => res.upgrade({ connection }, key, protocol, extensions, context));
         },
         (err: unknown) => reject("401 Unauthorized", `${toConnectError(err).rawMessage}\n`, ["www-authenticate", "Bearer"]),
@@ -324,6 +332,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
 
     open(ws) {
+      upgrading = Math.max(0, upgrading - 1);
       const c = ws.getUserData().connection;
       c.ws = ws;
       connections.add(c);
@@ -439,6 +448,21 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       for (const c of [...connections]) c.ws?.end(CLOSE.goingAway, "server shutting down");
     },
   };
+}
+
+/**
+ * The open-files limit minus a reserve for the process's other files and
+ * sockets: at the limit, accepting fails and uSockets retries in a busy loop.
+ */
+function defaultMaxConnections(logger: Logger): number {
+  try {
+    const limits = readFileSync("/proc/self/limits", "utf8");
+    const soft = Number(/^Max open files\s+(\d+)/m.exec(limits)?.[1]);
+    if (Number.isFinite(soft) && soft > 0) return Math.max(100, soft - Math.max(200, Math.floor(soft * 0.05)));
+  } catch (err) {
+    logger.debug({ err }, "no /proc/self/limits; no connection cap from the open-files limit");
+  }
+  return Number.MAX_SAFE_INTEGER;
 }
 
 /** Frames above this are dropped by uWS itself, without a close frame. */

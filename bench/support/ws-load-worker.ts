@@ -49,6 +49,9 @@ function openOne(target: Target): Promise<boolean> {
     };
     socket.setNoDelay(true);
     socket.once("error", fail);
+    // A handshake that does not finish in time counts as failed (the server may be full).
+    const timer = setTimeout(fail, 10_000);
+    socket.once("close", () => clearTimeout(timer));
     socket.on("close", () => {
       if (sockets.delete(socket)) closed++;
     });
@@ -66,6 +69,7 @@ function openOne(target: Target): Promise<boolean> {
         if (end < 0) return;
         if (!pending.subarray(0, 12).toString().includes("101")) return fail();
         upgraded = true;
+        clearTimeout(timer);
         sockets.add(socket);
         resolve(true);
         pending = pending.subarray(end + 4);

@@ -101,4 +101,21 @@ describe("gateway protection", () => {
     const { code } = await s.closed;
     expect(code).toBe(4001);
   });
+
+  it("caps connections per process with HTTP 503, below the open-files limit", async () => {
+    const small = await startTestApi({ CHAT_GATEWAY_MAX_CONNECTIONS: "2" });
+    try {
+      const u = await small.newUser("U");
+      const first = await TestSocket.connect(small.wsUrl, { token: u.token });
+      const second = await TestSocket.connect(small.wsUrl, { token: u.token });
+      const err = await TestSocket.connect(small.wsUrl, { token: u.token }).catch((e: unknown) => e);
+      expect((err as UpgradeRejected).status).toBe(503);
+      await first.close();
+      await new Promise((r) => setTimeout(r, 50));
+      const third = await TestSocket.connect(small.wsUrl, { token: u.token });
+      await Promise.all([second.close(), third.close()]);
+    } finally {
+      await small.stop();
+    }
+  });
 });
