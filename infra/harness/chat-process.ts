@@ -28,7 +28,7 @@ export async function startChatProcess(
   nodeArgs: string[] = [],
 ): Promise<ChatProcess> {
   const child = spawn(process.execPath, [...nodeArgs, CHAT_BIN, ...args], {
-    env: { PATH: process.env.PATH, CHAT_API_HOST: "127.0.0.1", CHAT_API_PORT: "0", ...env },
+    env: { PATH: process.env.PATH, CHAT_API_HOST: "127.0.0.1", CHAT_API_PORT: "0", CHAT_GATEWAY_HOST: "127.0.0.1", CHAT_GATEWAY_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: Array<Record<string, unknown>> = [];

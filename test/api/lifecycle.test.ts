@@ -9,6 +9,7 @@ import { ChannelService } from "../../gen/chat/v1/channel_pb.js";
 import { MessageOrder, MessageService } from "../../gen/chat/v1/message_pb.js";
 import { UserService } from "../../gen/chat/v1/user_pb.js";
 import { runChat, startChatProcess } from "../../infra/harness/chat-process.js";
+import { TestSocket } from "../support/ws-client.js";
 
 const dataDir = mkdtempSync(path.join(tmpdir(), "chat-life-"));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -42,6 +43,28 @@ describe("the chat program", () => {
     expect(code).toBe(2);
     expect(stderr).toMatch(/CHAT_API_PORT: must be at most 65535/);
     expect(stderr).toMatch(/CHAT_LOG_LEVEL: expected one of/);
+  });
+
+  it("refuses to start the gateway on the pure-JS fallback of uWebSockets.js", async () => {
+    const { code, stderr } = await runChat({ CHAT_DATA_DIR: dataDir, CHAT_ADMIN_TOKEN: ADMIN, CHAT_API_PORT: "0", CHAT_GATEWAY_PORT: "0", UWS_USE_FALLBACK: "1" });
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/UwsUnavailableError: UWS_USE_FALLBACK is set/);
+  });
+
+  it("runs the API and the gateway together in one process", async () => {
+    const proc = await startChatProcess({ CHAT_DATA_DIR: dataDir, CHAT_ADMIN_TOKEN: ADMIN, CHAT_GATEWAY_PORT: "0" });
+    try {
+      const admin = clients(proc.url, ADMIN);
+      const { user } = await admin.users.createUser({ name: "Both", email: `both-${Date.now()}@example.com` });
+      const { token } = await admin.users.issueToken({ userId: user!.id });
+      const socket = await TestSocket.connect(proc.gatewayUrls[0]!, { token });
+      expect((await socket.hello()).userId).toBe(user!.id);
+      expect(proc.logs.find((l) => l.msg === "chat started")?.pid).toBe(proc.child.pid);
+      await socket.close();
+    } finally {
+      proc.child.kill("SIGTERM");
+      expect(await proc.exited).toBe(0);
+    }
   });
 
   it("serves /healthz and /metrics, drains on SIGTERM without losing an acknowledged post, and restarts with its data", async () => {
