@@ -62,6 +62,9 @@ export interface EventSessionOptions {
 
 type FrameInit = NonNullable<MessageInitShape<typeof ServerFrameSchema>["frame"]>;
 export const frame = (f: FrameInit): ServerFrame => create(ServerFrameSchema, { frame: f });
+
+const messageIdOf = (event: Event): bigint | undefined =>
+  event.payload.case === "messagePosted" ? event.payload.value.message?.id : undefined;
 const eventFrame = (event: Event) => frame({ case: "event", value: event });
 
 export class EventSession {
@@ -70,6 +73,13 @@ export class EventSession {
   /** Held channels with their buffered events; created on first use (most sessions never hold). */
   private held: Map<bigint, { events: Event[]; listener: (event: Event) => void }> | undefined;
   private heldCount = 0;
+  /**
+   * Channels just resumed whose live stream may still carry messages at or
+   * below the replay's last id (stored, hence replayed, but published a
+   * moment later): events are forwarded one by one, those dropped, until a
+   * newer message shows the stream has passed them; then the channel goes live.
+   */
+  private catchingUp: Map<bigint, (event: Event) => void> | undefined;
   /** User events that arrive while start() loads the channels; undefined once started. */
   private early: Event[] | undefined = [];
   private closed = false;
@@ -131,7 +141,7 @@ export class EventSession {
     for (const channelId of this.channels) {
       const held = this.held?.get(channelId);
       if (held) this.fanout.unwatchChannel(channelId, held.listener);
-      else this.transport.unfollow(channelId);
+      else if (!this.stopCatchingUp(channelId)) this.transport.unfollow(channelId);
     }
     this.held = undefined;
     this.channels.clear();
@@ -213,7 +223,7 @@ export class EventSession {
       this.fanout.unwatchChannel(channelId, held.listener);
       this.heldCount -= held.events.length;
       this.held!.delete(channelId);
-    } else {
+    } else if (!this.stopCatchingUp(channelId)) {
       this.transport.unfollow(channelId);
     }
   }
@@ -221,6 +231,7 @@ export class EventSession {
   private hold(channelId: bigint, wasLive: boolean): void {
     this.held ??= new Map();
     if (this.held.has(channelId)) return;
+    if (this.stopCatchingUp(channelId)) wasLive = false;
     const events: Event[] = [];
     const listener = (event: Event) => {
       if (this.heldCount >= this.options.maxHeldEvents) {
@@ -235,19 +246,48 @@ export class EventSession {
     if (wasLive) this.transport.unfollow(channelId);
   }
 
-  /** Sends what was buffered (minus messages at or below lastId) and goes live, in one step. */
+  /**
+   * Sends what was buffered (minus messages at or below lastId) and goes live
+   * in one step, or, if the buffer holds no message newer than lastId yet,
+   * catches up first (see catchingUp).
+   */
   private release(channelId: bigint, lastId: bigint): void {
     const held = this.held?.get(channelId);
     if (!held) return;
     this.fanout.unwatchChannel(channelId, held.listener);
     this.held!.delete(channelId);
     this.heldCount -= held.events.length;
+    let passed = lastId === 0n;
     for (const event of held.events) {
-      const p = event.payload;
-      if (p.case === "messagePosted" && p.value.message && p.value.message.id <= lastId) continue;
+      const id = messageIdOf(event);
+      if (id !== undefined && id <= lastId) continue;
+      if (id !== undefined) passed = true;
       this.transport.send(eventFrame(event));
     }
-    this.transport.follow(channelId);
+    if (passed) {
+      this.transport.follow(channelId);
+      return;
+    }
+    const listener = (event: Event) => {
+      const id = messageIdOf(event);
+      if (id !== undefined && id <= lastId) return;
+      this.transport.send(eventFrame(event));
+      if (id === undefined) return;
+      // Events of a channel are published in id order: nothing older can follow.
+      this.stopCatchingUp(channelId);
+      this.transport.follow(channelId);
+    };
+    (this.catchingUp ??= new Map()).set(channelId, listener);
+    this.fanout.watchChannel(channelId, listener);
+  }
+
+  /** Ends a channel's catch-up, if it had one; returns whether it had. */
+  private stopCatchingUp(channelId: bigint): boolean {
+    const listener = this.catchingUp?.get(channelId);
+    if (!listener) return false;
+    this.fanout.unwatchChannel(channelId, listener);
+    this.catchingUp!.delete(channelId);
+    return true;
   }
 
   private sendError(code: Code, message: string): void {
