@@ -9,7 +9,7 @@
 import { ConfigError, loadConfig, type Config } from "../core/config.js";
 import { createLogger } from "../core/logger.js";
 import { startApi } from "../services/api.js";
-import { runGatewayWorker } from "./gateway-worker.js";
+import { runGatewayProcess } from "./gateway-worker.js";
 import { startGatewayWorkers } from "./gateway-workers.js";
 import { startChatNode } from "./node.js";
 
@@ -35,11 +35,11 @@ async function main(): Promise<void> {
   process.on("uncaughtException", die("uncaught exception"));
   process.on("unhandledRejection", die("unhandled promise rejection"));
   if (config.role === "gateway") {
-    if (!process.send) {
-      logger.fatal("a standalone gateway needs a bus that crosses processes (NATS, not yet available); use CHAT_GATEWAY_WORKERS in role all");
+    if (!process.send && config.bus.kind !== "nats") {
+      logger.fatal("a gateway in its own process needs CHAT_BUS=nats (or runs as a worker: CHAT_GATEWAY_WORKERS in role all)");
       process.exit(2);
     }
-    await runGatewayWorker(config, logger);
+    await runGatewayProcess(config, logger);
     return;
   }
 

@@ -1,20 +1,34 @@
 /**
- * A gateway process forked by the main process (CHAT_GATEWAY_WORKERS): it
- * verifies tokens itself, follows the bus over IPC, and reads and posts
+ * A gateway in its own process. Two ways to run one:
+ * - forked by the main process (CHAT_GATEWAY_WORKERS): credentials and the
+ *   API's address arrive over IPC, and so do bus events;
+ * - standalone (role gateway, CHAT_BUS=nats): credentials, CHAT_API_URL and
+ *   NATS from config, on any host.
+ * Either way it verifies tokens itself, follows the bus, and reads and posts
  * through the API with the admin credential acting for each user.
  */
+import type { Bus } from "../bus/bus.js";
 import { createFanout } from "../bus/fanout.js";
 import { createIpcBus } from "../bus/ipc-bus.js";
+import { createNatsBus } from "../bus/nats-bus.js";
 import { createSubjects } from "../bus/subjects.js";
 import type { Config } from "../core/config.js";
 import type { Logger } from "../core/logger.js";
-import { createGatewayMetrics, createApiMetrics } from "../core/metrics.js";
+import { createApiMetrics, createGatewayMetrics } from "../core/metrics.js";
 import { startGateway } from "../gateway/gateway.js";
 import { createAuthenticator } from "../services/auth.js";
 import { createRemoteApi } from "../services/event-backend.js";
 import type { WorkerInit, WorkerReady } from "./gateway-workers.js";
 
-export async function runGatewayWorker(config: Config, logger: Logger): Promise<void> {
+interface Wiring {
+  apiUrl: string;
+  adminToken: string;
+  jwtSecret: string;
+  bus: Bus;
+  logger: Logger;
+}
+
+async function wiringFromParent(logger: Logger): Promise<Wiring> {
   const init = await new Promise<WorkerInit>((resolve) => {
     const on = (m: WorkerInit) => {
       if (m?.type !== "init") return;
@@ -23,17 +37,41 @@ export async function runGatewayWorker(config: Config, logger: Logger): Promise<
     };
     process.on("message", on);
   });
+  return { ...init, bus: createIpcBus(), logger: logger.child({ worker: init.index }) };
+}
+
+async function wiringFromConfig(config: Config, logger: Logger): Promise<Wiring> {
+  // loadConfig guarantees these for role gateway with CHAT_BUS=nats.
+  const { apiUrl } = config.gateway;
+  const { adminToken, jwtSecret } = config.auth;
+  if (config.bus.kind !== "nats" || !apiUrl || !adminToken || !jwtSecret) {
+    throw new Error("a standalone gateway needs CHAT_BUS=nats, CHAT_API_URL, CHAT_ADMIN_TOKEN and CHAT_JWT_SECRET");
+  }
+  const bus = await createNatsBus({
+    servers: config.bus.natsServers,
+    name: `chat-gateway-${process.pid}`,
+    onHandlerError: (err, subject) => logger.error({ err, subject }, "bus subscriber failed"),
+    onDisconnect: () => logger.warn("NATS disconnected"),
+    onReconnect: () => logger.info("NATS reconnected"),
+  });
+  return { apiUrl, adminToken, jwtSecret, bus, logger };
+}
+
+export async function runGatewayProcess(config: Config, baseLogger: Logger): Promise<void> {
+  const forked = typeof process.send === "function";
+  const { apiUrl, adminToken, jwtSecret, bus, logger } = forked
+    ? await wiringFromParent(baseLogger)
+    : await wiringFromConfig(config, baseLogger);
   const auth = createAuthenticator({
-    adminToken: init.adminToken,
-    jwtSecret: init.jwtSecret,
+    adminToken,
+    jwtSecret,
     defaultTokenTtlSeconds: config.auth.defaultTokenTtlSeconds,
     maxTokenTtlSeconds: config.auth.maxTokenTtlSeconds,
   });
-  const bus = createIpcBus();
   const fanout = createFanout(bus, createSubjects(config.bus.subjectPrefix), {
     onListenerError: (err) => logger.error({ err }, "event listener failed"),
   });
-  const remote = createRemoteApi(init.apiUrl, init.adminToken);
+  const remote = createRemoteApi(apiUrl, adminToken);
   const registry = createApiMetrics().registry;
   const gateway = await startGateway({
     config: config.gateway,
@@ -43,21 +81,28 @@ export async function runGatewayWorker(config: Config, logger: Logger): Promise<
     fanout,
     metrics: createGatewayMetrics(registry, () => fanout.subscriptionCount),
     registry,
-    logger: logger.child({ worker: init.index }),
+    logger,
   });
-  process.send!({ type: "ready", addresses: gateway.addresses } satisfies WorkerReady);
+  if (forked) process.send!({ type: "ready", addresses: gateway.addresses } satisfies WorkerReady);
+  else {
+    logger.info(
+      { api: apiUrl, gateway: gateway.addresses.map((a) => `ws://${a.host}:${a.port}/ws`), bus: config.bus.natsServers },
+      "chat started",
+    );
+  }
 
   let stopping = false;
   const stop = async (why: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ why }, "gateway worker stopping");
+    logger.info({ why }, "gateway stopping");
     await gateway.close();
     await bus.close();
+    logger.info("stopped");
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
-  // Without its parent there is no bus: stop rather than serve stale sockets.
-  process.on("disconnect", () => void stop("parent gone"));
+  // A forked gateway without its parent has no bus: stop rather than serve stale sockets.
+  if (forked) process.on("disconnect", () => void stop("parent gone"));
 }

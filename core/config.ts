@@ -38,7 +38,7 @@ export interface Config {
   };
   gateway: GatewayConfig;
   store: { kind: "sqlite" };
-  bus: { kind: "local"; subjectPrefix: string };
+  bus: { kind: "local" | "nats"; subjectPrefix: string; natsServers: string[] };
   logLevel: (typeof LOG_LEVELS)[number];
   /** How long SIGTERM waits for in-flight work before closing anyway. */
   shutdownGraceMs: number;
@@ -138,7 +138,12 @@ const envSchema = z.object({
   CHAT_GATEWAY_POST_BURST: integer(1, 1_000_000).default(50),
   CHAT_GATEWAY_RESUME_LIMIT: integer(1, 100_000).default(1000),
   CHAT_STORE: z.enum(["sqlite"], { error: "expected sqlite" }).default("sqlite"),
-  CHAT_BUS: z.enum(["local"], { error: "expected local" }).default("local"),
+  CHAT_BUS: z.enum(["local", "nats"], { error: "expected local or nats" }).default("local"),
+  CHAT_NATS_URL: z
+    .string()
+    .transform((v) => v.split(",").map((u) => u.trim()).filter((u) => u !== ""))
+    .pipe(z.array(z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s/]+$/, "expected nats://host:port entries, comma-separated")).min(1))
+    .default(["nats://127.0.0.1:4222"]),
   CHAT_SUBJECT_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, "expected dot-separated tokens of [A-Za-z0-9_-]")
@@ -187,6 +192,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   const e = parsed.data;
+  if (e.CHAT_ROLE === "gateway" && e.CHAT_BUS === "nats") {
+    const missing = (["CHAT_API_URL", "CHAT_ADMIN_TOKEN", "CHAT_JWT_SECRET"] as const).filter((n) => e[n] === undefined);
+    if (missing.length > 0) {
+      throw new ConfigError(missing.map((n) => `${n}: required for a gateway in its own process (role gateway with CHAT_BUS=nats)`));
+    }
+  }
   if (e.CHAT_TOKEN_DEFAULT_TTL_SECONDS > e.CHAT_TOKEN_MAX_TTL_SECONDS) {
     throw new ConfigError([
       `CHAT_TOKEN_DEFAULT_TTL_SECONDS: must not exceed CHAT_TOKEN_MAX_TTL_SECONDS (${e.CHAT_TOKEN_MAX_TTL_SECONDS})`,
@@ -223,7 +234,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       resumeLimit: e.CHAT_GATEWAY_RESUME_LIMIT,
     },
     store: { kind: e.CHAT_STORE },
-    bus: { kind: e.CHAT_BUS, subjectPrefix: e.CHAT_SUBJECT_PREFIX },
+    bus: { kind: e.CHAT_BUS, subjectPrefix: e.CHAT_SUBJECT_PREFIX, natsServers: e.CHAT_NATS_URL },
     logLevel: e.CHAT_LOG_LEVEL,
     shutdownGraceMs: e.CHAT_SHUTDOWN_GRACE_MS,
   };

@@ -7,6 +7,7 @@ import path from "node:path";
 import type { Bus } from "../bus/bus.js";
 import { createFanout, type Fanout } from "../bus/fanout.js";
 import { createLocalBus } from "../bus/local-bus.js";
+import { createNatsBus } from "../bus/nats-bus.js";
 import { createSubjects, type Subjects } from "../bus/subjects.js";
 import type { Config } from "../core/config.js";
 import { createIdGenerator } from "../core/ids.js";
@@ -71,9 +72,17 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
       metrics.storeBatchSeconds.observe(seconds);
     },
   });
-  const bus = createLocalBus({
-    onHandlerError: (err, subject) => logger.error({ err, subject }, "bus subscriber failed"),
-  });
+  const onHandlerError = (err: unknown, subject: string) => logger.error({ err, subject }, "bus subscriber failed");
+  const bus: Bus =
+    config.bus.kind === "nats"
+      ? await createNatsBus({
+          servers: config.bus.natsServers,
+          name: `chat-api-${config.nodeId}`,
+          onHandlerError,
+          onDisconnect: () => logger.warn("NATS disconnected; events published meanwhile are buffered by the client"),
+          onReconnect: () => logger.info("NATS reconnected"),
+        })
+      : createLocalBus({ onHandlerError });
   const subjects = createSubjects(config.bus.subjectPrefix);
   const deps = {
     store,

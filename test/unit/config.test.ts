@@ -47,6 +47,14 @@ describe("config", () => {
     expect(() => loadConfig({ env: { CHAT_CORS_ORIGINS: "a.example/path" }, argv: [] })).toThrow(/CHAT_CORS_ORIGINS/);
   });
 
+  it("selects the NATS bus with its servers, and asks a standalone gateway for what it needs", () => {
+    const c = loadConfig({ env: { CHAT_BUS: "nats", CHAT_NATS_URL: "nats://10.0.0.1:4222, nats://10.0.0.2:4222" }, argv: [] });
+    expect(c.bus).toMatchObject({ kind: "nats", natsServers: ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"] });
+    expect(() => loadConfig({ env: { CHAT_BUS: "kafka" }, argv: [] })).toThrow(/CHAT_BUS: expected local or nats/);
+    expect(() => loadConfig({ env: { CHAT_NATS_URL: "10.0.0.1:4222" }, argv: [] })).toThrow(/CHAT_NATS_URL/);
+    expect(() => loadConfig({ env: { CHAT_BUS: "nats" }, argv: ["--role", "gateway"] })).toThrow(/CHAT_API_URL: required/);
+  });
+
   it("treats empty variables as unset", () => {
     expect(loadConfig({ env: { CHAT_API_PORT: "" }, argv: [] }).api.port).toBe(8080);
   });
