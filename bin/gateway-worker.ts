@@ -28,7 +28,10 @@ interface Wiring {
   logger: Logger;
 }
 
-async function wiringFromParent(logger: Logger): Promise<Wiring> {
+async function wiringFromParent(logger: Logger, onResync: () => void): Promise<Wiring> {
+  process.on("message", (m: { type?: string }) => {
+    if (m?.type === "resync") onResync();
+  });
   const init = await new Promise<WorkerInit>((resolve) => {
     const on = (m: WorkerInit) => {
       if (m?.type !== "init") return;
@@ -40,7 +43,7 @@ async function wiringFromParent(logger: Logger): Promise<Wiring> {
   return { ...init, bus: createIpcBus(), logger: logger.child({ worker: init.index }) };
 }
 
-async function wiringFromConfig(config: Config, logger: Logger): Promise<Wiring> {
+async function wiringFromConfig(config: Config, logger: Logger, onReconnect: () => void): Promise<Wiring> {
   // loadConfig guarantees these for role gateway with CHAT_BUS=nats.
   const { apiUrl } = config.gateway;
   const { adminToken, jwtSecret } = config.auth;
@@ -52,16 +55,20 @@ async function wiringFromConfig(config: Config, logger: Logger): Promise<Wiring>
     name: `chat-gateway-${process.pid}`,
     onHandlerError: (err, subject) => logger.error({ err, subject }, "bus subscriber failed"),
     onDisconnect: () => logger.warn("NATS disconnected"),
-    onReconnect: () => logger.info("NATS reconnected"),
+    onReconnect: () => {
+      logger.info("NATS reconnected");
+      onReconnect();
+    },
   });
   return { apiUrl, adminToken, jwtSecret, bus, logger };
 }
 
 export async function runGatewayProcess(config: Config, baseLogger: Logger): Promise<void> {
   const forked = typeof process.send === "function";
+  let resync = () => {};
   const { apiUrl, adminToken, jwtSecret, bus, logger } = forked
-    ? await wiringFromParent(baseLogger)
-    : await wiringFromConfig(config, baseLogger);
+    ? await wiringFromParent(baseLogger, () => resync())
+    : await wiringFromConfig(config, baseLogger, () => resync());
   const auth = createAuthenticator({
     adminToken,
     jwtSecret,
@@ -83,6 +90,7 @@ export async function runGatewayProcess(config: Config, baseLogger: Logger): Pro
     registry,
     logger,
   });
+  resync = () => gateway.resyncAll();
   if (forked) process.send!({ type: "ready", addresses: gateway.addresses } satisfies WorkerReady);
   else {
     logger.info(

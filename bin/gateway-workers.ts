@@ -95,6 +95,11 @@ export async function startGatewayWorkers(config: Config, api: RunningApi, logge
   }
   await Promise.all(Array.from({ length: config.gateway.workers }, (_, i) => spawn(i)));
 
+  // The main process's bus lost its connection: the workers' sockets may have missed events.
+  api.busEvents.on("reconnect", () => {
+    for (const w of workers) if (w?.connected) w.send({ type: "resync" });
+  });
+
   return {
     get addresses() {
       return addresses;

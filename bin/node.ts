@@ -35,6 +35,7 @@ export async function startChatNode(options: { config: Config; logger: Logger; d
     await api.stop();
     throw err;
   }
+  api.busEvents.on("reconnect", () => gateway.resyncAll());
   let stopping: Promise<void> | undefined;
   return {
     api,

@@ -8,7 +8,8 @@
  *
  * Close codes (documented in the README):
  *   1001 server shutting down, 1008 too many malformed frames,
- *   1009 frame larger than max_frame_bytes, 4001 token expired,
+ *   1009 frame larger than max_frame_bytes, 1012 events may have been
+ *   missed (the bus reconnected): reconnect and resume, 4001 token expired,
  *   4008 too slow: backpressure limit reached (reconnect and resume).
  */
 import { create } from "@bufbuild/protobuf";
@@ -38,6 +39,7 @@ export const CLOSE = {
   goingAway: 1001,
   policy: 1008,
   tooBig: 1009,
+  resync: 1012,
   tokenExpired: 4001,
   tooSlow: 4008,
 } as const;
@@ -67,6 +69,11 @@ export interface Gateway {
   /** The addresses actually listened on (ports resolved when 0 was asked). */
   readonly addresses: Array<{ host: string; port: number }>;
   readonly connections: number;
+  /**
+   * Closes every socket with 1012 so that clients reconnect and resume: after
+   * the bus lost its connection, live delivery may have missed events.
+   */
+  resyncAll(): void;
   /** Stops listening and closes every socket with 1001. */
   close(): Promise<void>;
 }
@@ -441,6 +448,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     get connections() {
       return connections.size;
     },
+    resyncAll() {
+      logger.warn({ sockets: connections.size }, "bus reconnected: asking every socket to reconnect and resume");
+      for (const c of [...connections]) c.ws?.end(CLOSE.resync, "events may have been missed: reconnect and resume");
+    },
     async close() {
       clearInterval(sweep);
       for (const s of listenSockets) uws.us_listen_socket_close(s);
@@ -482,6 +493,8 @@ function closeReason(code: number): string {
       return "malformed frames";
     case CLOSE.tooBig:
       return "frame too big";
+    case CLOSE.resync:
+      return "resync";
     case CLOSE.tokenExpired:
       return "token expired";
     case CLOSE.tooSlow:

@@ -3,6 +3,7 @@
  * services, served on the API port. `bin/chat.ts` and the tests both start the
  * API through here, so tests run exactly what production runs.
  */
+import { EventEmitter } from "node:events";
 import path from "node:path";
 import type { Bus } from "../bus/bus.js";
 import { createFanout, type Fanout } from "../bus/fanout.js";
@@ -33,6 +34,8 @@ export interface RunningApi {
   secrets: { adminToken: string; jwtSecret: string };
   /** Local interest in bus subjects, shared by the event stream and the gateway. */
   fanout: Fanout;
+  /** Emits "reconnect" when the bus came back after losing its connection (events may have been missed). */
+  busEvents: EventEmitter;
   eventBackend: EventBackend;
   handlers: ChatHandlers;
   auth: Authenticator;
@@ -73,6 +76,7 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     },
   });
   const onHandlerError = (err: unknown, subject: string) => logger.error({ err, subject }, "bus subscriber failed");
+  const busEvents = new EventEmitter();
   const bus: Bus =
     config.bus.kind === "nats"
       ? await createNatsBus({
@@ -80,7 +84,10 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
           name: `chat-api-${config.nodeId}`,
           onHandlerError,
           onDisconnect: () => logger.warn("NATS disconnected; events published meanwhile are buffered by the client"),
-          onReconnect: () => logger.info("NATS reconnected"),
+          onReconnect: () => {
+            logger.info("NATS reconnected");
+            busEvents.emit("reconnect");
+          },
         })
       : createLocalBus({ onHandlerError });
   const subjects = createSubjects(config.bus.subjectPrefix);
@@ -118,6 +125,7 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
       registerEventService(router, {
         backend: eventBackend,
         fanout,
+        busEvents,
         resumeLimit: config.gateway.resumeLimit,
         maxQueued: 10_000,
       }),
@@ -128,6 +136,7 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     server,
     secrets: { adminToken: adminToken.value, jwtSecret: jwtSecret.value },
     fanout,
+    busEvents,
     eventBackend,
     handlers,
     auth,

@@ -5,6 +5,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import type { EventEmitter } from "node:events";
 import type { Fanout } from "../bus/fanout.js";
 import { EventService, SubscribeResponseSchema, type SubscribeResponse } from "../gen/chat/v1/event_service_pb.js";
 import type { Event } from "../gen/chat/v1/event_pb.js";
@@ -19,6 +20,8 @@ export interface EventServiceOptions {
   resumeLimit: number;
   /** Items queued for a slow stream before it ends with RESOURCE_EXHAUSTED. */
   maxQueued: number;
+  /** "reconnect": the bus may have missed events; streams end with UNAVAILABLE so bots resubscribe with cursors. */
+  busEvents?: EventEmitter;
 }
 
 export { EventService };
@@ -80,6 +83,9 @@ export function registerEventService(router: ConnectRouter, options: EventServic
               () => queue.fail(new ConnectError("token expired", Code.Unauthenticated)),
               Math.max(0, principal.expiresAt - Date.now()),
             );
+      const onBusReconnect = () =>
+        queue.fail(new ConnectError("events may have been missed: resubscribe with cursors", Code.Unavailable));
+      options.busEvents?.on("reconnect", onBusReconnect);
       try {
         await session.start(() => undefined);
         if (req.cursors.length > 0) {
@@ -87,6 +93,7 @@ export function registerEventService(router: ConnectRouter, options: EventServic
         }
         yield* queue.iterate(ctx.signal);
       } finally {
+        options.busEvents?.off("reconnect", onBusReconnect);
         clearTimeout(expiry);
         session.close();
         queue.end();
