@@ -14,7 +14,8 @@
  *   4. fan-out, many channels with few subscribers each.
  *
  * Run: npm run bench:gateway -- [--sockets 10000] [--rate 1000] [--seconds 10] [--burst 100]
- *        [--sockets-per-user 2] [--group 10] [--workers 2]
+ *        [--sockets-per-user 2] [--group 10] [--workers 2] [--split]
+ * With --split, an API process and a gateway process meet on a real nats-server.
  * Writes bench/results/gateway-<timestamp>.json. Loopback only; it stops what it started.
  */
 import { createClient, type Interceptor } from "@connectrpc/connect";
@@ -31,6 +32,7 @@ import { ServerFrameSchema } from "../gen/chat/v1/frame_pb.js";
 import { UserService } from "../gen/chat/v1/user_pb.js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { startChatProcess } from "../infra/harness/chat-process.js";
+import { startNatsServer } from "../infra/harness/nats-server.js";
 import { inspectorUrl, memoryAfterGc } from "./support/inspector.js";
 import { machineInfo } from "./support/machine.js";
 import { openPostStream } from "./support/post-stream.js";
@@ -45,6 +47,7 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "3" },
     workers: { type: "string", default: "2" },
     "sockets-per-user": { type: "string", default: "2" },
+    split: { type: "boolean", default: false },
     group: { type: "string", default: "10" },
   },
 });
@@ -53,6 +56,8 @@ const RATE = Number(args.rate);
 const SECONDS = Number(args.seconds);
 const BURST = Number(args.burst);
 const ROUNDS = Number(args.rounds);
+/** API and gateway in separate processes over a real NATS server. */
+const SPLIT = args.split === true;
 const WORKERS = Number(args.workers);
 const ADMIN = "bench-admin-token-0123456789";
 /** Devices per user (desktop and phone, say). */
@@ -84,22 +89,33 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
   const dataDir = mkdtempSync(path.join(tmpdir(), "chat-gw-bench-"));
-  const server = await startChatProcess({
-    CHAT_DATA_DIR: dataDir,
+  const gatewayEnv = {
     CHAT_ADMIN_TOKEN: ADMIN,
     CHAT_GATEWAY_HOST: "127.0.0.1",
     CHAT_GATEWAY_PORT: "0",
     CHAT_GATEWAY_MAX_CONNECTIONS_PER_USER: String(SOCKETS_PER_USER + 5),
     CHAT_GATEWAY_MAX_BACKPRESSURE_BYTES: String(16 * 1024 * 1024),
     CHAT_LOG_LEVEL: "info",
-  }, [], ["--inspect=127.0.0.1:0"]);
-  const inspector = await inspectorUrl(server.stderr);
-  const gateway = new URL(server.gatewayUrls[0]!);
+  };
+  // Single node: API and gateway in one process. Split: an API process and a
+  // gateway process joined by a real nats-server, as in a scale-out deployment.
+  const nats = SPLIT ? await startNatsServer() : undefined;
+  const busEnv: Record<string, string> = nats
+    ? { CHAT_BUS: "nats", CHAT_NATS_URL: nats.url, CHAT_JWT_SECRET: "bench-jwt-secret-0123456789-0123456789" }
+    : {};
+  const server = SPLIT
+    ? await startChatProcess({ ...gatewayEnv, ...busEnv, CHAT_DATA_DIR: dataDir }, ["--role", "api"])
+    : await startChatProcess({ ...gatewayEnv, CHAT_DATA_DIR: dataDir }, [], ["--inspect=127.0.0.1:0"]);
+  const edge = SPLIT
+    ? await startChatProcess({ ...gatewayEnv, ...busEnv, CHAT_API_URL: server.url, CHAT_DATA_DIR: dataDir }, ["--role", "gateway"], ["--inspect=127.0.0.1:0"])
+    : server;
+  const inspector = await inspectorUrl(edge.stderr);
+  const gateway = new URL(edge.gatewayUrls[0]!);
   const [host, port] = [gateway.hostname, gateway.port];
   const workers: ChildProcess[] = [];
   const result: Record<string, unknown> = {
     machine: machineInfo(),
-    params: { SOCKETS, RATE, SECONDS, BURST, WORKERS, SOCKETS_PER_USER, GROUP_SIZE },
+    params: { SOCKETS, RATE, SECONDS, BURST, WORKERS, SOCKETS_PER_USER, GROUP_SIZE, SPLIT },
   };
   const h2 = http2.connect(server.url);
   try {
@@ -272,12 +288,13 @@ async function main() {
   } finally {
     h2.close();
     for (const w of workers) w.send({ type: "close" });
-    server.child.kill("SIGTERM");
-    await server.exited;
+    for (const p of new Set([edge, server])) p.child.kill("SIGTERM");
+    await Promise.all([edge.exited, server.exited]);
+    await nats?.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
   mkdirSync("bench/results", { recursive: true });
-  const file = path.join("bench/results", `gateway-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  const file = path.join("bench/results", `gateway${SPLIT ? "-split" : ""}-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
   writeFileSync(file, JSON.stringify(result, null, 2) + "\n");
   console.log(`machine: ${JSON.stringify(result.machine)}`);
   console.log(`wrote ${file}`);
