@@ -93,7 +93,9 @@ export async function startNatsServer(options: { port?: number; log?: (line: str
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once("exit", r));
         child.kill("SIGTERM");
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
+        clearTimeout(timer);
         if (child.exitCode === null) child.kill("SIGKILL");
       }
       rmSync(storeDir, { recursive: true, force: true });
