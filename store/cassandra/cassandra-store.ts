@@ -1,0 +1,352 @@
+/**
+ * The scale-out store on Cassandra (cassandra-driver), satisfying the same
+ * ChatStore contract as SQLite. Schema: infra/cassandra/schema/*.cql.
+ *
+ * Uniqueness (emails, group channel names, direct message pairs, post
+ * idempotency keys, memberships) uses lightweight transactions, and only
+ * there. Everything else is plain writes at the configured consistency
+ * (LOCAL_QUORUM by default) with prepared statements.
+ */
+import cassandra from "cassandra-driver";
+import { timestampOfId } from "../../core/ids.js";
+import {
+  AlreadyExistsError,
+  NotFoundError,
+  type ChannelChanges,
+  type ChannelRecord,
+  type ChatStore,
+  type MembershipChanges,
+  type MembershipRecord,
+  type MessageRange,
+  type MessageRecord,
+  type UserRecord,
+} from "../store.js";
+import { applySchema } from "./migrations.js";
+
+const { types } = cassandra;
+
+export interface CassandraStoreOptions {
+  contactPoints: string[];
+  localDataCenter: string;
+  keyspace: string;
+  /** CQL replication map for the keyspace, e.g. {'class': 'NetworkTopologyStrategy', 'dc1': 3}. */
+  replication: string;
+  /** Consistency of reads and writes (LWTs use LOCAL_SERIAL). */
+  consistency?: "localQuorum" | "quorum" | "localOne" | "one" | "all" | "eachQuorum";
+  /** Extra cassandra-driver client options (pooling, timeouts, auth, TLS). */
+  client?: Partial<cassandra.ClientOptions>;
+}
+
+/** A message's day bucket: its id's millisecond timestamp divided by one day. */
+export const BUCKET_MS = 86_400_000;
+export const bucketOf = (id: bigint): number => Math.floor(timestampOfId(id) / BUCKET_MS);
+
+const USER_SHARDS = 16;
+const shardOf = (id: bigint) => Number(id % BigInt(USER_SHARDS));
+
+type Row = cassandra.types.Row;
+
+const toUser = (r: Row): UserRecord => ({
+  id: r.get("id") as bigint,
+  name: r.get("name") as string,
+  email: r.get("email") as string,
+  createdAt: Number(r.get("created_at")),
+});
+
+const toChannel = (r: Row): ChannelRecord => ({
+  id: r.get("id") as bigint,
+  kind: r.get("kind") as ChannelRecord["kind"],
+  name: (r.get("name") as string | null) ?? "",
+  visibility: r.get("visibility") as ChannelRecord["visibility"],
+  delivery: r.get("delivery") as ChannelRecord["delivery"],
+  topic: (r.get("topic") as string | null) ?? "",
+  createdBy: r.get("created_by") as bigint,
+  createdAt: Number(r.get("created_at")),
+  directUserIds: ((r.get("direct_user_ids") as bigint[] | null) ?? []).map((x) => BigInt(x)),
+});
+
+const toMembership = (r: Row): MembershipRecord => ({
+  channelId: r.get("channel_id") as bigint,
+  userId: r.get("user_id") as bigint,
+  role: r.get("role") as MembershipRecord["role"],
+  isStar: Boolean(r.get("is_star")),
+  isFavorite: Boolean(r.get("is_favorite")),
+  mute: Boolean(r.get("mute")),
+  preferences: (r.get("preferences") as Record<string, string> | null) ?? {},
+  joinedAt: Number(r.get("joined_at")),
+});
+
+const toMessage = (r: Row): MessageRecord => ({
+  id: r.get("id") as bigint,
+  channelId: r.get("channel_id") as bigint,
+  senderId: r.get("sender_id") as bigint,
+  text: r.get("text") as string,
+  clientMsgId: (r.get("client_msg_id") as string | null) ?? "",
+});
+
+export async function createCassandraStore(options: CassandraStoreOptions): Promise<ChatStore> {
+  const consistency = types.consistencies[options.consistency ?? "localQuorum"];
+  const client = new cassandra.Client({
+    contactPoints: options.contactPoints,
+    localDataCenter: options.localDataCenter,
+    encoding: { useBigIntAsLong: true },
+    queryOptions: { consistency, serialConsistency: types.consistencies.localSerial, prepare: true },
+    ...options.client,
+  });
+  await client.connect();
+  await applySchema(client, { keyspace: options.keyspace, replication: options.replication });
+  return new CassandraStore(client, options.keyspace);
+}
+
+class CassandraStore implements ChatStore {
+  constructor(
+    private readonly client: cassandra.Client,
+    private readonly ks: string,
+  ) {}
+
+  private q(cql: string, params: unknown[] = []) {
+    return this.client.execute(cql.replaceAll("{ks}", this.ks), params, { prepare: true });
+  }
+
+  async createUser(user: UserRecord): Promise<void> {
+    const claim = await this.q("INSERT INTO {ks}.users_by_email (email, user_id) VALUES (?, ?) IF NOT EXISTS", [user.email, user.id]);
+    if (!claim.wasApplied()) throw new AlreadyExistsError("email");
+    await Promise.all([
+      this.q("INSERT INTO {ks}.users (id, name, email, created_at) VALUES (?, ?, ?, ?)", [user.id, user.name, user.email, BigInt(user.createdAt)]),
+      this.q("INSERT INTO {ks}.user_directory (shard, id) VALUES (?, ?)", [shardOf(user.id), user.id]),
+    ]);
+  }
+
+  async getUser(id: bigint): Promise<UserRecord | undefined> {
+    const row = (await this.q("SELECT * FROM {ks}.users WHERE id = ?", [id])).first();
+    return row ? toUser(row) : undefined;
+  }
+
+  async listUsers(afterId: bigint, limit: number): Promise<UserRecord[]> {
+    const shards = await Promise.all(
+      Array.from({ length: USER_SHARDS }, (_, shard) =>
+        this.q("SELECT id FROM {ks}.user_directory WHERE shard = ? AND id > ? LIMIT ?", [shard, afterId, limit]),
+      ),
+    );
+    const ids = shards
+      .flatMap((r) => r.rows.map((row) => row.get("id") as bigint))
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      .slice(0, limit);
+    const users = await Promise.all(ids.map((id) => this.getUser(id)));
+    return users.filter((u): u is UserRecord => u !== undefined);
+  }
+
+  private writeChannel(c: ChannelRecord) {
+    return this.q(
+      "INSERT INTO {ks}.channels (id, kind, name, visibility, delivery, topic, created_by, created_at, direct_user_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      [c.id, c.kind, c.name, c.visibility, c.delivery, c.topic, c.createdBy, BigInt(c.createdAt), c.directUserIds],
+    );
+  }
+
+  private writeMembership(m: MembershipRecord) {
+    const values = [m.channelId, m.userId, m.role, m.isStar, m.isFavorite, m.mute, m.preferences, BigInt(m.joinedAt)];
+    const columns = "(channel_id, user_id, role, is_star, is_favorite, mute, preferences, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+    return Promise.all([
+      this.q(`INSERT INTO {ks}.memberships_by_channel ${columns}`, values),
+      this.q(`INSERT INTO {ks}.memberships_by_user ${columns}`, values),
+    ]);
+  }
+
+  async createGroupChannel(channel: ChannelRecord, owner: MembershipRecord): Promise<void> {
+    const claim = await this.q("INSERT INTO {ks}.channel_names (name, channel_id) VALUES (?, ?) IF NOT EXISTS", [channel.name, channel.id]);
+    if (!claim.wasApplied()) throw new AlreadyExistsError("name");
+    await this.writeChannel(channel);
+    await this.writeMembership(owner);
+  }
+
+  async getChannel(id: bigint): Promise<ChannelRecord | undefined> {
+    const row = (await this.q("SELECT * FROM {ks}.channels WHERE id = ?", [id])).first();
+    return row ? toChannel(row) : undefined;
+  }
+
+  async updateChannel(id: bigint, changes: ChannelChanges): Promise<ChannelRecord> {
+    const current = await this.getChannel(id);
+    if (!current) throw new NotFoundError("channel");
+    const next = { ...current, ...(changes.topic !== undefined && { topic: changes.topic }) };
+    if (changes.name !== undefined && changes.name !== current.name) {
+      const claim = await this.q("INSERT INTO {ks}.channel_names (name, channel_id) VALUES (?, ?) IF NOT EXISTS", [changes.name, id]);
+      if (!claim.wasApplied()) throw new AlreadyExistsError("name");
+      next.name = changes.name;
+      await this.q("UPDATE {ks}.channels SET name = ?, topic = ? WHERE id = ?", [next.name, next.topic, id]);
+      await this.q("DELETE FROM {ks}.channel_names WHERE name = ? IF channel_id = ?", [current.name, id]);
+    } else {
+      await this.q("UPDATE {ks}.channels SET topic = ? WHERE id = ?", [next.topic, id]);
+    }
+    return next;
+  }
+
+  async openDirectChannel(
+    channel: ChannelRecord,
+    members: readonly [MembershipRecord, MembershipRecord],
+  ): Promise<{ channel: ChannelRecord; created: boolean }> {
+    const [a, b] = channel.directUserIds;
+    const pair = `${a}:${b}`;
+    // The candidate is written whole before the pair is claimed, so that a
+    // caller who loses the race finds the winner's channel complete.
+    await this.writeChannel(channel);
+    await Promise.all(members.map((m) => this.writeMembership(m)));
+    const claim = await this.q("INSERT INTO {ks}.direct_pairs (pair, channel_id) VALUES (?, ?) IF NOT EXISTS", [pair, channel.id]);
+    if (claim.wasApplied()) return { channel, created: true };
+    const winnerId = claim.first().get("channel_id") as bigint;
+    await Promise.all([
+      this.q("DELETE FROM {ks}.channels WHERE id = ?", [channel.id]),
+      ...members.flatMap((m) => [
+        this.q("DELETE FROM {ks}.memberships_by_channel WHERE channel_id = ? AND user_id = ?", [channel.id, m.userId]),
+        this.q("DELETE FROM {ks}.memberships_by_user WHERE user_id = ? AND channel_id = ?", [m.userId, channel.id]),
+      ]),
+    ]);
+    const winner = await this.getChannel(winnerId);
+    if (!winner) throw new Error(`direct pair ${pair} points at missing channel ${winnerId}`);
+    return { channel: winner, created: false };
+  }
+
+  async getMembership(channelId: bigint, userId: bigint): Promise<MembershipRecord | undefined> {
+    const row = (await this.q("SELECT * FROM {ks}.memberships_by_channel WHERE channel_id = ? AND user_id = ?", [channelId, userId])).first();
+    return row ? toMembership(row) : undefined;
+  }
+
+  async addMembership(m: MembershipRecord): Promise<{ membership: MembershipRecord; created: boolean }> {
+    const claim = await this.q(
+      "INSERT INTO {ks}.memberships_by_channel (channel_id, user_id, role, is_star, is_favorite, mute, preferences, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+      [m.channelId, m.userId, m.role, m.isStar, m.isFavorite, m.mute, m.preferences, BigInt(m.joinedAt)],
+    );
+    if (!claim.wasApplied()) return { membership: toMembership(claim.first()), created: false };
+    await this.q(
+      "INSERT INTO {ks}.memberships_by_user (channel_id, user_id, role, is_star, is_favorite, mute, preferences, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      [m.channelId, m.userId, m.role, m.isStar, m.isFavorite, m.mute, m.preferences, BigInt(m.joinedAt)],
+    );
+    return { membership: m, created: true };
+  }
+
+  async removeMembership(channelId: bigint, userId: bigint): Promise<boolean> {
+    const removed = await this.q("DELETE FROM {ks}.memberships_by_channel WHERE channel_id = ? AND user_id = ? IF EXISTS", [channelId, userId]);
+    if (!removed.wasApplied()) return false;
+    await this.q("DELETE FROM {ks}.memberships_by_user WHERE user_id = ? AND channel_id = ?", [userId, channelId]);
+    return true;
+  }
+
+  async updateMembership(channelId: bigint, userId: bigint, changes: MembershipChanges): Promise<MembershipRecord | undefined> {
+    const current = await this.getMembership(channelId, userId);
+    if (!current) return undefined;
+    const preferences = { ...current.preferences };
+    for (const [key, value] of Object.entries(changes.preferences ?? {})) {
+      if (value === null) delete preferences[key];
+      else preferences[key] = value;
+    }
+    const next: MembershipRecord = {
+      ...current,
+      isStar: changes.isStar ?? current.isStar,
+      isFavorite: changes.isFavorite ?? current.isFavorite,
+      mute: changes.mute ?? current.mute,
+      preferences,
+    };
+    await this.writeMembership(next);
+    return next;
+  }
+
+  async listChannelsOfUser(
+    userId: bigint,
+    afterChannelId: bigint,
+    limit: number,
+  ): Promise<Array<{ channel: ChannelRecord; membership: MembershipRecord }>> {
+    const rows = (await this.q("SELECT * FROM {ks}.memberships_by_user WHERE user_id = ? AND channel_id > ? LIMIT ?", [userId, afterChannelId, limit])).rows;
+    const pairs = await Promise.all(
+      rows.map(async (r) => {
+        const membership = toMembership(r);
+        const channel = await this.getChannel(membership.channelId);
+        return channel ? { channel, membership } : undefined;
+      }),
+    );
+    return pairs.filter((p): p is { channel: ChannelRecord; membership: MembershipRecord } => p !== undefined);
+  }
+
+  async listMembers(channelId: bigint, afterUserId: bigint, limit: number): Promise<MembershipRecord[]> {
+    const rows = (await this.q("SELECT * FROM {ks}.memberships_by_channel WHERE channel_id = ? AND user_id > ? LIMIT ?", [channelId, afterUserId, limit])).rows;
+    return rows.map(toMembership);
+  }
+
+  private async getMessage(channelId: bigint, id: bigint): Promise<MessageRecord | undefined> {
+    const row = (await this.q("SELECT * FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND id = ?", [channelId, bucketOf(id), id])).first();
+    return row ? toMessage(row) : undefined;
+  }
+
+  async appendMessage(m: MessageRecord): Promise<{ message: MessageRecord; duplicate: boolean }> {
+    if (m.clientMsgId !== "") {
+      const claim = await this.q(
+        "INSERT INTO {ks}.message_keys (channel_id, sender_id, client_msg_id, message_id) VALUES (?, ?, ?, ?) IF NOT EXISTS",
+        [m.channelId, m.senderId, m.clientMsgId, m.id],
+      );
+      if (!claim.wasApplied()) {
+        const originalId = claim.first().get("message_id") as bigint;
+        // The first writer may still be writing the row: wait for it briefly.
+        for (let i = 0; i < 50; i++) {
+          const original = await this.getMessage(m.channelId, originalId);
+          if (original) return { message: original, duplicate: true };
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        throw new Error(`message ${originalId} claimed its key but was not written`);
+      }
+    }
+    const bucket = bucketOf(m.id);
+    await Promise.all([
+      this.q("INSERT INTO {ks}.messages (channel_id, bucket, id, sender_id, text, client_msg_id) VALUES (?, ?, ?, ?, ?, ?)", [
+        m.channelId,
+        bucket,
+        m.id,
+        m.senderId,
+        m.text,
+        m.clientMsgId === "" ? null : m.clientMsgId,
+      ]),
+      this.q("INSERT INTO {ks}.message_buckets (channel_id, bucket) VALUES (?, ?)", [m.channelId, bucket]),
+    ]);
+    return { message: m, duplicate: false };
+  }
+
+  async findMessageByClientMsgId(channelId: bigint, senderId: bigint, clientMsgId: string): Promise<MessageRecord | undefined> {
+    const key = (
+      await this.q("SELECT message_id FROM {ks}.message_keys WHERE channel_id = ? AND sender_id = ? AND client_msg_id = ?", [
+        channelId,
+        senderId,
+        clientMsgId,
+      ])
+    ).first();
+    return key ? this.getMessage(channelId, key.get("message_id") as bigint) : undefined;
+  }
+
+  async listMessages(channelId: bigint, range: MessageRange): Promise<MessageRecord[]> {
+    const newestFirst = range.order === "newest-first";
+    const bucketRows = newestFirst
+      ? await this.q("SELECT bucket FROM {ks}.message_buckets WHERE channel_id = ? AND bucket <= ?", [
+          channelId,
+          range.before === undefined ? 2 ** 31 - 1 : bucketOf(range.before),
+        ])
+      : await this.q("SELECT bucket FROM {ks}.message_buckets WHERE channel_id = ? AND bucket >= ? ORDER BY bucket ASC", [
+          channelId,
+          range.after === undefined ? 0 : bucketOf(range.after),
+        ]);
+    const lowerBound = range.after ?? -1n;
+    const upperBound = range.before ?? (1n << 63n) - 1n;
+    const out: MessageRecord[] = [];
+    for (const row of bucketRows.rows) {
+      if (range.after !== undefined && newestFirst && (row.get("bucket") as number) < bucketOf(range.after)) break;
+      if (range.before !== undefined && !newestFirst && (row.get("bucket") as number) > bucketOf(range.before)) break;
+      const want = range.limit - out.length;
+      const page = await this.q(
+        `SELECT * FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND id < ? AND id > ?${newestFirst ? "" : " ORDER BY id ASC"} LIMIT ?`,
+        [channelId, row.get("bucket"), upperBound, lowerBound, want],
+      );
+      out.push(...page.rows.map(toMessage));
+      if (out.length >= range.limit) break;
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.client.shutdown();
+  }
+}
