@@ -37,7 +37,16 @@ export interface Config {
     maxTokenTtlSeconds: number;
   };
   gateway: GatewayConfig;
-  store: { kind: "sqlite" };
+  store: {
+    kind: "sqlite" | "cassandra";
+    cassandra: {
+      contactPoints: string[];
+      localDataCenter: string;
+      keyspace: string;
+      replication: string;
+      consistency: "localQuorum" | "quorum" | "localOne" | "one" | "all" | "eachQuorum";
+    };
+  };
   bus: { kind: "local" | "nats"; subjectPrefix: string; natsServers: string[] };
   logLevel: (typeof LOG_LEVELS)[number];
   /** How long SIGTERM waits for in-flight work before closing anyway. */
@@ -137,7 +146,21 @@ const envSchema = z.object({
   CHAT_GATEWAY_POSTS_PER_SECOND: integer(1, 1_000_000).default(20),
   CHAT_GATEWAY_POST_BURST: integer(1, 1_000_000).default(50),
   CHAT_GATEWAY_RESUME_LIMIT: integer(1, 100_000).default(1000),
-  CHAT_STORE: z.enum(["sqlite"], { error: "expected sqlite" }).default("sqlite"),
+  CHAT_STORE: z.enum(["sqlite", "cassandra"], { error: "expected sqlite or cassandra" }).default("sqlite"),
+  CHAT_CASSANDRA_CONTACT_POINTS: z
+    .string()
+    .transform((v) => v.split(",").map((a) => a.trim()).filter((a) => a !== ""))
+    .pipe(z.array(z.string().regex(/^[^\s:,]+(:\d{1,5})?$/, "expected host or host:port entries, comma-separated")).min(1))
+    .default(["127.0.0.1:9042"]),
+  CHAT_CASSANDRA_LOCAL_DC: z.string().min(1, "must not be empty").default("datacenter1"),
+  CHAT_CASSANDRA_KEYSPACE: z.string().regex(/^[a-z][a-z0-9_]{0,47}$/, "expected a CQL identifier: a-z, 0-9, _").default("chat"),
+  CHAT_CASSANDRA_REPLICATION: z
+    .string()
+    .regex(/^\{.*'class'.*\}$/, "expected a CQL replication map, e.g. {'class': 'NetworkTopologyStrategy', 'dc1': 3}")
+    .default("{'class': 'SimpleStrategy', 'replication_factor': 1}"),
+  CHAT_CASSANDRA_CONSISTENCY: z
+    .enum(["localQuorum", "quorum", "localOne", "one", "all", "eachQuorum"], { error: "expected localQuorum, quorum, localOne, one, all or eachQuorum" })
+    .default("localQuorum"),
   CHAT_BUS: z.enum(["local", "nats"], { error: "expected local or nats" }).default("local"),
   CHAT_NATS_URL: z
     .string()
@@ -233,7 +256,16 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       postBurst: e.CHAT_GATEWAY_POST_BURST,
       resumeLimit: e.CHAT_GATEWAY_RESUME_LIMIT,
     },
-    store: { kind: e.CHAT_STORE },
+    store: {
+      kind: e.CHAT_STORE,
+      cassandra: {
+        contactPoints: e.CHAT_CASSANDRA_CONTACT_POINTS,
+        localDataCenter: e.CHAT_CASSANDRA_LOCAL_DC,
+        keyspace: e.CHAT_CASSANDRA_KEYSPACE,
+        replication: e.CHAT_CASSANDRA_REPLICATION,
+        consistency: e.CHAT_CASSANDRA_CONSISTENCY,
+      },
+    },
     bus: { kind: e.CHAT_BUS, subjectPrefix: e.CHAT_SUBJECT_PREFIX, natsServers: e.CHAT_NATS_URL },
     logLevel: e.CHAT_LOG_LEVEL,
     shutdownGraceMs: e.CHAT_SHUTDOWN_GRACE_MS,

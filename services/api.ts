@@ -15,6 +15,7 @@ import { createIdGenerator } from "../core/ids.js";
 import type { Logger } from "../core/logger.js";
 import { createApiMetrics, type ApiMetrics } from "../core/metrics.js";
 import { resolveSecret } from "../core/secrets.js";
+import { createCassandraStore } from "../store/cassandra/cassandra-store.js";
 import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { ChatStore } from "../store/store.js";
 import { startApiServer, type ApiServer } from "./api-server.js";
@@ -68,13 +69,16 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     maxTokenTtlSeconds: config.auth.maxTokenTtlSeconds,
   });
 
-  const store = createSqliteStore({
-    file: path.join(config.dataDir, "chat.sqlite"),
-    onBatch(size, seconds) {
-      metrics.storeBatchSize.observe(size);
-      metrics.storeBatchSeconds.observe(seconds);
-    },
-  });
+  const store: ChatStore =
+    config.store.kind === "cassandra"
+      ? await createCassandraStore(config.store.cassandra)
+      : createSqliteStore({
+          file: path.join(config.dataDir, "chat.sqlite"),
+          onBatch(size, seconds) {
+            metrics.storeBatchSize.observe(size);
+            metrics.storeBatchSeconds.observe(seconds);
+          },
+        });
   const onHandlerError = (err: unknown, subject: string) => logger.error({ err, subject }, "bus subscriber failed");
   const busEvents = new EventEmitter();
   const bus: Bus =

@@ -34,6 +34,7 @@ import type { ChannelAccess } from "./channels.js";
 import { messageToProto } from "./convert.js";
 import type { ServiceDeps } from "./deps.js";
 import { toConnectError } from "./errors.js";
+import { PublishOrder } from "./publish-order.js";
 import { invalid, optionalId, optionalShortText, pageSize, requireId, requireText } from "./validate.js";
 
 export const MAX_TEXT_LENGTH = 40_000;
@@ -77,6 +78,8 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
   const { store, ids, events, metrics, now } = deps;
   // Concurrent retries of one post share one outcome instead of racing.
   const inFlight = new Map<string, Promise<PostMessageResponse>>();
+  // Events of PERSISTED posts go out in id order even when writes finish out of order.
+  const publishOrder = new PublishOrder();
   // EPHEMERAL messages are not stored, so their idempotency keys live here for a while.
   const recentEphemeral = new LRUCache<string, MessageRecord>({ max: 100_000, ttl: 10 * 60_000 });
 
@@ -109,12 +112,24 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
     let duplicate = false;
     switch (channel.delivery) {
       case "persisted": {
+        const slot = publishOrder.reserve(channelId);
         const appending = store.appendMessage(record);
         onQueued?.();
-        const stored = await appending;
+        let stored;
+        try {
+          stored = await appending;
+        } catch (err) {
+          publishOrder.skip(channelId, slot);
+          throw err;
+        }
         duplicate = stored.duplicate;
-        if (duplicate) message = messageToProto(stored.message);
-        else await events.messagePosted(channel, message);
+        if (duplicate) {
+          message = messageToProto(stored.message);
+          publishOrder.skip(channelId, slot);
+        } else {
+          const event = message;
+          await publishOrder.publish(channelId, slot, () => events.messagePosted(channel, event));
+        }
         break;
       }
       case "fast": {
