@@ -7,10 +7,10 @@
  * Secrets go to workers over the IPC channel, not the environment.
  */
 import { fork, type ChildProcess } from "node:child_process";
-import net from "node:net";
 import { fileURLToPath } from "node:url";
 import { bridgeToWorker } from "../bus/ipc-bus.js";
 import type { Config } from "../core/config.js";
+import { freePort } from "../core/net.js";
 import type { Logger } from "../core/logger.js";
 import type { RunningApi } from "../services/api.js";
 
@@ -32,17 +32,6 @@ export interface GatewayWorkers {
   readonly addresses: Array<{ host: string; port: number }>;
   readonly pids: number[];
   stop(): Promise<void>;
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 const CHAT_ENTRY = fileURLToPath(new URL("./chat.js", import.meta.url));

@@ -9,7 +9,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import path from "node:path";
-import { freePort } from "./nats-server.js";
+import { freePort, stopChild } from "./processes.js";
 
 export const CASSANDRA_VERSION = "5.0.6";
 const INFRA = path.resolve("infra/cassandra");
@@ -95,14 +95,7 @@ export async function startCassandra(
     port: nativePort,
     child,
     async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGTERM");
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 15_000)))]);
-        clearTimeout(timer);
-        if (child.exitCode === null) child.kill("SIGKILL");
-      }
+      await stopChild(child, 15_000);
       rmSync(dir, { recursive: true, force: true });
     },
   };

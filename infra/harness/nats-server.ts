@@ -8,6 +8,9 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { freePort, stopChild } from "./processes.js";
+
+export { freePort };
 
 export interface RunningNats {
   url: string;
@@ -42,17 +45,6 @@ export function ensureNatsServer(log: (line: string) => void = () => {}): string
   const installed = findBinary();
   if (!installed) throw new Error("apt-get installed nats-server, but no nats-server binary was found");
   return installed;
-}
-
-export function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
@@ -90,14 +82,7 @@ export async function startNatsServer(options: { port?: number; log?: (line: str
     port,
     child,
     async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGTERM");
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
-        clearTimeout(timer);
-        if (child.exitCode === null) child.kill("SIGKILL");
-      }
+      await stopChild(child, 5000);
       rmSync(storeDir, { recursive: true, force: true });
     },
   };
