@@ -101,8 +101,9 @@ export class TestSocket {
     }
   }
 
+  /** The hello frame; a generous timeout, since a loaded CI machine may start sessions slowly. */
   async hello() {
-    const f = await this.next((x) => x.frame.case === "hello");
+    const f = await this.next((x) => x.frame.case === "hello", 15_000);
     if (f.frame.case !== "hello") throw new Error("unreachable");
     return f.frame.value;
   }
