@@ -12,7 +12,7 @@
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { ConnectError, Code } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import type { Fanout } from "../bus/fanout.js";
 import type { DeliveryMode } from "../gen/chat/v1/channel_pb.js";
 import { EventSchema, type Event } from "../gen/chat/v1/event_pb.js";
@@ -293,11 +293,4 @@ export class EventSession {
   private sendError(code: Code, message: string): void {
     this.transport.send(frame({ case: "error", value: { error: { code: code as number as ErrorCode, message } } }));
   }
-}
-
-/** Ends a session's stream when its token expires. */
-export function tokenExpiry(user: UserPrincipal, now: () => number = Date.now): ConnectError | undefined {
-  return user.expiresAt !== undefined && user.expiresAt <= now()
-    ? new ConnectError("token expired", Code.Unauthenticated)
-    : undefined;
 }

@@ -6,7 +6,7 @@
  * heap), and whoever starts it stops it.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 import { freePort, stopChild } from "./processes.js";
@@ -99,9 +99,4 @@ export async function startCassandra(
       rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** For diagnostics: the jars Maven fetched. */
-export function cassandraJars(lib: string): string[] {
-  return readdirSync(lib).filter((f) => f.endsWith(".jar"));
 }
