@@ -44,7 +44,7 @@ import {
   type UpdateMembershipRequest,
   type UpdateMembershipResponse,
 } from "../gen/chat/v1/channel_pb.js";
-import { AlreadyExistsError, type ChannelRecord, type MembershipRecord } from "../store/store.js";
+import { AlreadyExistsError, applyMembershipChanges, type ChannelRecord, type MembershipRecord } from "../store/store.js";
 import type { UserPrincipal } from "./auth.js";
 import { channelToProto, deliveryFromProto, membershipToProto, visibilityFromProto } from "./convert.js";
 import type { ServiceDeps } from "./deps.js";
@@ -308,11 +308,7 @@ export function createChannelService(deps: ServiceDeps, access: ChannelAccess): 
       }
       const { membership } = await access.member(caller, channelId);
       const preferences = Object.fromEntries(entries.map(([k, v]) => [k, v === "" ? null : v]));
-      const merged = { ...membership.preferences };
-      for (const [k, v] of Object.entries(preferences)) {
-        if (v === null) delete merged[k];
-        else merged[k] = v;
-      }
+      const merged = applyMembershipChanges(membership, { preferences }).preferences;
       if (Object.keys(merged).length > MAX_PREFERENCES) {
         throw invalid("preferences", `a membership holds at most ${MAX_PREFERENCES} keys`);
       }

@@ -67,6 +67,22 @@ export interface MembershipChanges {
   preferences?: Record<string, string | null>;
 }
 
+/** A membership after partial changes: flags that are set replace, preferences merge (null removes a key). */
+export function applyMembershipChanges(current: MembershipRecord, changes: MembershipChanges): MembershipRecord {
+  const preferences = { ...current.preferences };
+  for (const [key, value] of Object.entries(changes.preferences ?? {})) {
+    if (value === null) delete preferences[key];
+    else preferences[key] = value;
+  }
+  return {
+    ...current,
+    isStar: changes.isStar ?? current.isStar,
+    isFavorite: changes.isFavorite ?? current.isFavorite,
+    mute: changes.mute ?? current.mute,
+    preferences,
+  };
+}
+
 export interface MessageRange {
   /** Exclusive upper bound on ids, if any. */
   before?: bigint;

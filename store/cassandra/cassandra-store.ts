@@ -11,6 +11,7 @@ import cassandra from "cassandra-driver";
 import { timestampOfId } from "../../core/ids.js";
 import {
   AlreadyExistsError,
+  applyMembershipChanges,
   NotFoundError,
   type ChannelChanges,
   type ChannelRecord,
@@ -233,18 +234,7 @@ class CassandraStore implements ChatStore {
   async updateMembership(channelId: bigint, userId: bigint, changes: MembershipChanges): Promise<MembershipRecord | undefined> {
     const current = await this.getMembership(channelId, userId);
     if (!current) return undefined;
-    const preferences = { ...current.preferences };
-    for (const [key, value] of Object.entries(changes.preferences ?? {})) {
-      if (value === null) delete preferences[key];
-      else preferences[key] = value;
-    }
-    const next: MembershipRecord = {
-      ...current,
-      isStar: changes.isStar ?? current.isStar,
-      isFavorite: changes.isFavorite ?? current.isFavorite,
-      mute: changes.mute ?? current.mute,
-      preferences,
-    };
+    const next = applyMembershipChanges(current, changes);
     await this.writeMembership(next);
     return next;
   }

@@ -13,6 +13,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import {
   AlreadyExistsError,
+  applyMembershipChanges,
   NotFoundError,
   type ChannelChanges,
   type ChannelRecord,
@@ -282,19 +283,7 @@ class SqliteStore implements ChatStore {
       .transaction(() => {
         const row = this.s.getMembership.get(channelId, userId) as Row | undefined;
         if (!row) return undefined;
-        const m = toMembership(row);
-        const preferences = { ...m.preferences };
-        for (const [key, value] of Object.entries(changes.preferences ?? {})) {
-          if (value === null) delete preferences[key];
-          else preferences[key] = value;
-        }
-        const next: MembershipRecord = {
-          ...m,
-          isStar: changes.isStar ?? m.isStar,
-          isFavorite: changes.isFavorite ?? m.isFavorite,
-          mute: changes.mute ?? m.mute,
-          preferences,
-        };
+        const next = applyMembershipChanges(toMembership(row), changes);
         this.s.updateMembership.run(this.membershipParams(next));
         return next;
       })
