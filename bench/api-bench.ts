@@ -41,6 +41,7 @@ import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
 import { machineInfo } from "./support/machine.js";
 import { openPostStream } from "./support/post-stream.js";
 import { summarize, type LatencySummary } from "./support/stats.js";
+import { createH2Caller } from "./support/h2-caller.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -55,35 +56,6 @@ const CONCURRENCY = Number(args.concurrency);
 const HISTORY = Number(args.history);
 const READS = Number(args.reads);
 const ADMIN = "bench-admin-token-0123456789";
-
-/** A lean Connect-binary client over raw h2c: the load generator must cost less than the server. */
-function h2Caller(url: string, sessions: number) {
-  const pool = Array.from({ length: sessions }, () => http2.connect(url));
-  let next = 0;
-  return {
-    call(path: string, token: string, body: Uint8Array): Promise<{ status: number; body: Buffer }> {
-      const session = pool[next++ % pool.length]!;
-      return new Promise((resolve, reject) => {
-        const req = session.request({
-          ":method": "POST",
-          ":path": path,
-          "content-type": "application/proto",
-          authorization: `Bearer ${token}`,
-        });
-        let status = 0;
-        const chunks: Buffer[] = [];
-        req.on("response", (h) => (status = Number(h[":status"])));
-        req.on("data", (c: Buffer) => chunks.push(c));
-        req.on("end", () => resolve({ status, body: Buffer.concat(chunks) }));
-        req.on("error", reject);
-        req.end(body);
-      });
-    },
-    close() {
-      for (const s of pool) s.close();
-    },
-  };
-}
 
 async function main() {
   const dataDir = mkdtempSync(path.join(tmpdir(), "chat-bench-"));
@@ -116,7 +88,7 @@ async function main() {
     const history = (await createClient(ChannelService, connect(users[0]!.token)).createChannel({ name: "history" })).channel!.id;
     for (const u of users.slice(1)) await createClient(ChannelService, connect(u.token)).joinChannel({ channelId: history });
 
-    const h2 = h2Caller(server.url, 4);
+    const h2 = createH2Caller(server.url, 4);
     const post = async (userIndex: number, channelId: bigint, text: string, clientMsgId: string) => {
       const u = users[userIndex % users.length]!;
       const body = toBinary(PostMessageRequestSchema, create(PostMessageRequestSchema, { channelId, text, clientMsgId }));

@@ -11,6 +11,7 @@ import type { Bus } from "../bus/bus.js";
 import { createFanout } from "../bus/fanout.js";
 import { createIpcBus } from "../bus/ipc-bus.js";
 import { createNatsBus } from "../bus/nats-bus.js";
+import { natsConnectionOptions } from "../bus/nats-options.js";
 import { createSubjects } from "../bus/subjects.js";
 import type { Config } from "../core/config.js";
 import type { Logger } from "../core/logger.js";
@@ -51,7 +52,8 @@ async function wiringFromConfig(config: Config, logger: Logger, onReconnect: () 
     throw new Error("a standalone gateway needs CHAT_BUS=nats, CHAT_API_URL, CHAT_ADMIN_TOKEN and CHAT_JWT_SECRET");
   }
   const bus = await createNatsBus({
-    servers: config.bus.natsServers,
+    servers: config.bus.nats.servers,
+    connection: natsConnectionOptions(config.bus.nats),
     name: `chat-gateway-${process.pid}`,
     onHandlerError: (err, subject) => logger.error({ err, subject }, "bus subscriber failed"),
     onDisconnect: () => logger.warn("NATS disconnected"),
@@ -94,7 +96,7 @@ export async function runGatewayProcess(config: Config, baseLogger: Logger): Pro
   if (forked) process.send!({ type: "ready", addresses: gateway.addresses } satisfies WorkerReady);
   else {
     logger.info(
-      { api: apiUrl, gateway: gateway.addresses.map((a) => `ws://${a.host}:${a.port}/ws`), bus: config.bus.natsServers },
+      { api: apiUrl, gateway: gateway.addresses.map((a) => `ws://${a.host}:${a.port}/ws`), bus: config.bus.nats.servers },
       "chat started",
     );
   }

@@ -9,6 +9,12 @@ export interface Subjects {
   channel(channelId: bigint): string;
   /** Events that change what one user's sockets receive: joined, left, DM opened, own flags. */
   user(userId: bigint): string;
+  /** FAST messages of one channel on their way to the store (the write-behind log). */
+  fastLog(channelId: bigint): string;
+  /** Every fastLog subject: what the write-behind stream captures. */
+  readonly fastLogAll: string;
+  /** Name of the write-behind JetStream stream (stream names allow no dots). */
+  readonly fastLogStream: string;
   /** Parses a channel subject back to its id; undefined for any other subject. */
   parseChannel(subject: string): bigint | undefined;
   /** Parses a user subject back to its id; undefined for any other subject. */
@@ -21,6 +27,7 @@ export function createSubjects(prefix: string): Subjects {
   }
   const channelPrefix = `${prefix}.ch.`;
   const userPrefix = `${prefix}.user.`;
+  const fastLogPrefix = `${prefix}.fastlog.ch.`;
   const parse = (subject: string, head: string): bigint | undefined => {
     if (!subject.startsWith(head)) return undefined;
     const rest = subject.slice(head.length);
@@ -30,6 +37,9 @@ export function createSubjects(prefix: string): Subjects {
     prefix,
     channel: (channelId) => channelPrefix + channelId.toString(),
     user: (userId) => userPrefix + userId.toString(),
+    fastLog: (channelId) => fastLogPrefix + channelId.toString(),
+    fastLogAll: `${fastLogPrefix}>`,
+    fastLogStream: `${prefix.replaceAll(".", "_")}_fastlog`,
     parseChannel: (subject) => parse(subject, channelPrefix),
     parseUser: (subject) => parse(subject, userPrefix),
   };

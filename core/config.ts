@@ -16,8 +16,11 @@ const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"
 export interface Config {
   /** Which parts of the system this process runs. */
   role: Role;
-  /** This node's id (0 to 1023), unique among the nodes that mint ids. */
-  nodeId: number;
+  /**
+   * This node's id (0 to 1023), unique among the nodes that mint ids. Unset:
+   * 0 on the embedded store; on Cassandra the node leases a free one.
+   */
+  nodeId: number | undefined;
   /** Folder for the embedded store and generated secrets. */
   dataDir: string;
   api: {
@@ -44,13 +47,53 @@ export interface Config {
       localDataCenter: string;
       keyspace: string;
       replication: string;
-      consistency: "localQuorum" | "quorum" | "localOne" | "one" | "all" | "eachQuorum";
+      consistency: CassandraConsistency;
+      /** Consistency of the Paxos phase of lightweight transactions. */
+      serialConsistency: "localSerial" | "serial";
+      username: string | undefined;
+      password: string | undefined;
+      /** PEM file of the CA that signed the nodes' certificates; set: connect with TLS. */
+      tlsCaFile: string | undefined;
+      requestTimeoutMs: number;
+      connectTimeoutMs: number;
+      /** Connections to each node of the local data center. */
+      connectionsPerHost: number;
     };
   };
-  bus: { kind: "local" | "nats"; subjectPrefix: string; natsServers: string[] };
+  bus: {
+    kind: "local" | "nats";
+    subjectPrefix: string;
+    nats: NatsConfig;
+  };
   logLevel: (typeof LOG_LEVELS)[number];
   /** How long SIGTERM waits for in-flight work before closing anyway. */
   shutdownGraceMs: number;
+}
+
+export type CassandraConsistency = "localQuorum" | "quorum" | "localOne" | "one" | "all" | "eachQuorum";
+
+export interface NatsConfig {
+  servers: string[];
+  /** Credentials: a token, or a user and password, or a .creds file (NKey + JWT). */
+  token: string | undefined;
+  user: string | undefined;
+  password: string | undefined;
+  credsFile: string | undefined;
+  /** PEM file of the CA that signed the servers' certificates; set: require TLS. */
+  tlsCaFile: string | undefined;
+  /** How often the client pings, and how many unanswered pings mean the connection is dead. */
+  pingIntervalMs: number;
+  maxPingsOut: number;
+  reconnectWaitMs: number;
+  /** FAST channels' write-behind log (JetStream stream) and its writer. */
+  fastLog: {
+    /** Copies of the stream in a NATS cluster (1 on a single server, 3 in production). */
+    replicas: number;
+    /** How long an unwritten record stays in the stream. */
+    maxAgeSeconds: number;
+    /** Whether this API process runs a writer that drains the log into the store. */
+    writer: boolean;
+  };
 }
 
 export interface GatewayConfig {
@@ -102,7 +145,7 @@ const integer = (min: number, max: number) =>
 
 const envSchema = z.object({
   CHAT_ROLE: z.enum(ROLES, { error: `expected one of ${ROLES.join(", ")}` }).default("all"),
-  CHAT_NODE_ID: integer(0, MAX_NODE_ID).default(0),
+  CHAT_NODE_ID: integer(0, MAX_NODE_ID).optional(),
   CHAT_DATA_DIR: z.string().min(1, "must not be empty").default("data"),
   CHAT_API_HOST: z.string().min(1, "must not be empty").default("127.0.0.1"),
   CHAT_API_PORT: integer(0, 65535).default(8080),
@@ -161,12 +204,30 @@ const envSchema = z.object({
   CHAT_CASSANDRA_CONSISTENCY: z
     .enum(["localQuorum", "quorum", "localOne", "one", "all", "eachQuorum"], { error: "expected localQuorum, quorum, localOne, one, all or eachQuorum" })
     .default("localQuorum"),
+  CHAT_CASSANDRA_SERIAL_CONSISTENCY: z.enum(["localSerial", "serial"], { error: "expected localSerial or serial" }).default("localSerial"),
+  CHAT_CASSANDRA_USERNAME: z.string().min(1).optional(),
+  CHAT_CASSANDRA_PASSWORD: z.string().min(1).optional(),
+  CHAT_CASSANDRA_TLS_CA_FILE: z.string().min(1).optional(),
+  CHAT_CASSANDRA_REQUEST_TIMEOUT_MS: integer(100, 600_000).default(12_000),
+  CHAT_CASSANDRA_CONNECT_TIMEOUT_MS: integer(100, 600_000).default(5_000),
+  CHAT_CASSANDRA_CONNECTIONS_PER_HOST: integer(1, 64).default(2),
   CHAT_BUS: z.enum(["local", "nats"], { error: "expected local or nats" }).default("local"),
   CHAT_NATS_URL: z
     .string()
     .transform((v) => v.split(",").map((u) => u.trim()).filter((u) => u !== ""))
     .pipe(z.array(z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s/]+$/, "expected nats://host:port entries, comma-separated")).min(1))
     .default(["nats://127.0.0.1:4222"]),
+  CHAT_NATS_TOKEN: z.string().min(1).optional(),
+  CHAT_NATS_USER: z.string().min(1).optional(),
+  CHAT_NATS_PASSWORD: z.string().min(1).optional(),
+  CHAT_NATS_CREDS_FILE: z.string().min(1).optional(),
+  CHAT_NATS_TLS_CA_FILE: z.string().min(1).optional(),
+  CHAT_NATS_PING_INTERVAL_MS: integer(1_000, 600_000).default(10_000),
+  CHAT_NATS_MAX_PINGS_OUT: integer(1, 100).default(3),
+  CHAT_NATS_RECONNECT_WAIT_MS: integer(10, 60_000).default(500),
+  CHAT_FAST_LOG_REPLICAS: integer(1, 5).default(1),
+  CHAT_FAST_LOG_MAX_AGE_SECONDS: integer(60, 365 * 86400).default(7 * 86400),
+  CHAT_FAST_LOG_WRITER: z.enum(["true", "false"], { error: "expected true or false" }).default("true"),
   CHAT_SUBJECT_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, "expected dot-separated tokens of [A-Za-z0-9_-]")
@@ -221,6 +282,15 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       throw new ConfigError(missing.map((n) => `${n}: required for a gateway in its own process (role gateway with CHAT_BUS=nats)`));
     }
   }
+  const pairs = [
+    ["CHAT_CASSANDRA_USERNAME", "CHAT_CASSANDRA_PASSWORD"],
+    ["CHAT_NATS_USER", "CHAT_NATS_PASSWORD"],
+  ] as const;
+  for (const [a, b] of pairs) {
+    if ((e[a] === undefined) !== (e[b] === undefined)) throw new ConfigError([`${e[a] === undefined ? a : b}: required together with ${e[a] === undefined ? b : a}`]);
+  }
+  const natsAuth = (["CHAT_NATS_TOKEN", "CHAT_NATS_USER", "CHAT_NATS_CREDS_FILE"] as const).filter((n) => e[n] !== undefined);
+  if (natsAuth.length > 1) throw new ConfigError([`${natsAuth[1]}: only one of ${natsAuth.join(", ")} may be set`]);
   if (e.CHAT_TOKEN_DEFAULT_TTL_SECONDS > e.CHAT_TOKEN_MAX_TTL_SECONDS) {
     throw new ConfigError([
       `CHAT_TOKEN_DEFAULT_TTL_SECONDS: must not exceed CHAT_TOKEN_MAX_TTL_SECONDS (${e.CHAT_TOKEN_MAX_TTL_SECONDS})`,
@@ -264,9 +334,35 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
         keyspace: e.CHAT_CASSANDRA_KEYSPACE,
         replication: e.CHAT_CASSANDRA_REPLICATION,
         consistency: e.CHAT_CASSANDRA_CONSISTENCY,
+        serialConsistency: e.CHAT_CASSANDRA_SERIAL_CONSISTENCY,
+        username: e.CHAT_CASSANDRA_USERNAME,
+        password: e.CHAT_CASSANDRA_PASSWORD,
+        tlsCaFile: e.CHAT_CASSANDRA_TLS_CA_FILE,
+        requestTimeoutMs: e.CHAT_CASSANDRA_REQUEST_TIMEOUT_MS,
+        connectTimeoutMs: e.CHAT_CASSANDRA_CONNECT_TIMEOUT_MS,
+        connectionsPerHost: e.CHAT_CASSANDRA_CONNECTIONS_PER_HOST,
       },
     },
-    bus: { kind: e.CHAT_BUS, subjectPrefix: e.CHAT_SUBJECT_PREFIX, natsServers: e.CHAT_NATS_URL },
+    bus: {
+      kind: e.CHAT_BUS,
+      subjectPrefix: e.CHAT_SUBJECT_PREFIX,
+      nats: {
+        servers: e.CHAT_NATS_URL,
+        token: e.CHAT_NATS_TOKEN,
+        user: e.CHAT_NATS_USER,
+        password: e.CHAT_NATS_PASSWORD,
+        credsFile: e.CHAT_NATS_CREDS_FILE,
+        tlsCaFile: e.CHAT_NATS_TLS_CA_FILE,
+        pingIntervalMs: e.CHAT_NATS_PING_INTERVAL_MS,
+        maxPingsOut: e.CHAT_NATS_MAX_PINGS_OUT,
+        reconnectWaitMs: e.CHAT_NATS_RECONNECT_WAIT_MS,
+        fastLog: {
+          replicas: e.CHAT_FAST_LOG_REPLICAS,
+          maxAgeSeconds: e.CHAT_FAST_LOG_MAX_AGE_SECONDS,
+          writer: e.CHAT_FAST_LOG_WRITER === "true",
+        },
+      },
+    },
     logLevel: e.CHAT_LOG_LEVEL,
     shutdownGraceMs: e.CHAT_SHUTDOWN_GRACE_MS,
   };

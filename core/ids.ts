@@ -22,10 +22,22 @@ export const MAX_ID = (1n << 63n) - 1n;
 export interface IdGenerator {
   /** A new id, greater than every id this generator returned before. */
   next(): bigint;
+  /**
+   * Unix ms at or after the timestamp of every id returned so far (before the
+   * first id: notBeforeMs, or ID_EPOCH_MS - 1). A later holder of the same
+   * node id that starts with notBeforeMs = lastMs() cannot repeat an id.
+   */
+  lastMs(): number;
 }
 
 export interface IdGeneratorOptions {
   nodeId: number;
+  /**
+   * Unix ms; every id's timestamp is above it. An earlier holder of this node
+   * id may have minted ids up to this ms (possibly by a clock ahead of ours):
+   * starting above it keeps ids unique across holders.
+   */
+  notBeforeMs?: number;
   /** Clock in Unix milliseconds; replaceable in tests. */
   now?: () => number;
 }
@@ -35,10 +47,20 @@ export function createIdGenerator(options: IdGeneratorOptions): IdGenerator {
   if (!Number.isInteger(nodeId) || nodeId < 0 || nodeId > MAX_NODE_ID) {
     throw new RangeError(`node id must be an integer from 0 to ${MAX_NODE_ID}, got ${nodeId}`);
   }
+  const { notBeforeMs } = options;
+  if (notBeforeMs !== undefined && !Number.isSafeInteger(notBeforeMs)) {
+    throw new RangeError(`notBeforeMs must be an integer Unix millisecond, got ${notBeforeMs}`);
+  }
   const now = options.now ?? Date.now;
   const node = BigInt(nodeId) << BigInt(SEQUENCE_BITS);
   let lastMs = -1;
   let sequence = 0;
+  if (notBeforeMs !== undefined && notBeforeMs - ID_EPOCH_MS > lastMs) {
+    // As if this generator had used up notBeforeMs: the next id takes a later
+    // millisecond, borrowed ahead of the clock if the clock is still behind.
+    lastMs = notBeforeMs - ID_EPOCH_MS;
+    sequence = MAX_SEQUENCE;
+  }
   return {
     next() {
       let ms = now() - ID_EPOCH_MS;
@@ -58,6 +80,7 @@ export function createIdGenerator(options: IdGeneratorOptions): IdGenerator {
       }
       return (BigInt(lastMs) << TIMESTAMP_SHIFT) | node | BigInt(sequence);
     },
+    lastMs: () => lastMs + ID_EPOCH_MS,
   };
 }
 

@@ -12,6 +12,8 @@ export interface ApiMetrics {
   storeBatchSize: Histogram;
   storeBatchSeconds: Histogram;
   eventsPublished: Counter<"kind">;
+  fastLogRecords: Counter<"outcome">;
+  historyReads: Counter<"source">;
 }
 
 export function createApiMetrics(options: { defaultMetrics?: boolean } = {}): ApiMetrics {
@@ -54,6 +56,18 @@ export function createApiMetrics(options: { defaultMetrics?: boolean } = {}): Ap
       name: "chat_events_published_total",
       help: "Events published on the bus, by payload kind.",
       labelNames: ["kind"],
+      registers: [registry],
+    }),
+    fastLogRecords: new Counter({
+      name: "chat_fast_log_records_total",
+      help: "FAST messages through the write-behind log: written by this process's writer, store write failed (retried), or written directly because the log was unreachable.",
+      labelNames: ["outcome"],
+      registers: [registry],
+    }),
+    historyReads: new Counter({
+      name: "chat_history_reads_total",
+      help: "ListMessages pages by where they came from: the store, the immutable-page cache, or a concurrent identical read.",
+      labelNames: ["source"],
       registers: [registry],
     }),
   };

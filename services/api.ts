@@ -4,18 +4,23 @@
  * API through here, so tests run exactly what production runs.
  */
 import { EventEmitter } from "node:events";
+import { hostname } from "node:os";
 import path from "node:path";
 import type { Bus } from "../bus/bus.js";
 import { createFanout, type Fanout } from "../bus/fanout.js";
 import { createLocalBus } from "../bus/local-bus.js";
-import { createNatsBus } from "../bus/nats-bus.js";
+import { createJetStreamFastLog } from "../bus/jetstream-fast-log.js";
+import { createNatsBus, type NatsBus } from "../bus/nats-bus.js";
+import { natsConnectionOptions } from "../bus/nats-options.js";
 import { createSubjects, type Subjects } from "../bus/subjects.js";
 import type { Config } from "../core/config.js";
-import { createIdGenerator } from "../core/ids.js";
+import { createIdGenerator, type IdGenerator } from "../core/ids.js";
 import type { Logger } from "../core/logger.js";
 import { createApiMetrics, type ApiMetrics } from "../core/metrics.js";
 import { resolveSecret } from "../core/secrets.js";
+import { cassandraClientOptions } from "../store/cassandra/client-options.js";
 import { createCassandraStore } from "../store/cassandra/cassandra-store.js";
+import { claimNodeLease, type NodeLease } from "../store/cassandra/node-lease.js";
 import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { ChatStore } from "../store/store.js";
 import { startApiServer, type ApiServer } from "./api-server.js";
@@ -25,6 +30,7 @@ import { createLocalEventBackend } from "./event-backend.js";
 import type { EventBackend } from "./event-session.js";
 import { EventService, registerEventService } from "./event-service.js";
 import { createEventPublisher } from "./events.js";
+import { createStoreFastLog, type FastLog } from "./fast-log.js";
 import { createMessageService } from "./messages.js";
 import type { ChatHandlers } from "./routes.js";
 import { createUserService } from "./users.js";
@@ -69,10 +75,13 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     maxTokenTtlSeconds: config.auth.maxTokenTtlSeconds,
   });
 
-  const store: ChatStore =
+  const cassandraStore =
     config.store.kind === "cassandra"
-      ? await createCassandraStore(config.store.cassandra)
-      : createSqliteStore({
+      ? await createCassandraStore({ ...config.store.cassandra, client: cassandraClientOptions(config.store.cassandra) })
+      : undefined;
+  const store: ChatStore =
+    cassandraStore ??
+    createSqliteStore({
           file: path.join(config.dataDir, "chat.sqlite"),
           onBatch(size, seconds) {
             metrics.storeBatchSize.observe(size);
@@ -81,11 +90,12 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
         });
   const onHandlerError = (err: unknown, subject: string) => logger.error({ err, subject }, "bus subscriber failed");
   const busEvents = new EventEmitter();
-  const bus: Bus =
+  const natsBus: NatsBus | undefined =
     config.bus.kind === "nats"
       ? await createNatsBus({
-          servers: config.bus.natsServers,
-          name: `chat-api-${config.nodeId}`,
+          servers: config.bus.nats.servers,
+          connection: natsConnectionOptions(config.bus.nats),
+          name: `chat-api-${hostname()}-${process.pid}`,
           onHandlerError,
           onDisconnect: () => logger.warn("NATS disconnected; events published meanwhile are buffered by the client"),
           onReconnect: () => {
@@ -93,12 +103,47 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
             busEvents.emit("reconnect");
           },
         })
-      : createLocalBus({ onHandlerError });
+      : undefined;
+  const bus: Bus = natsBus ?? createLocalBus({ onHandlerError });
   const subjects = createSubjects(config.bus.subjectPrefix);
+  const fastLog: FastLog = natsBus
+    ? await createJetStreamFastLog({
+        connection: natsBus.connection,
+        subjects,
+        store,
+        ...config.bus.nats.fastLog,
+        logger,
+        onRecord: (outcome) => metrics.fastLogRecords.inc({ outcome }),
+      })
+    : createStoreFastLog(store);
+  // On a shared store, node ids (part of every id) are leased so no two live
+  // nodes mint the same ones; a node that loses its lease must stop minting.
+  let ids: IdGenerator | undefined;
+  let lease: NodeLease | undefined;
+  if (cassandraStore) {
+    lease = await claimNodeLease({
+      client: cassandraStore.client,
+      keyspace: cassandraStore.keyspace,
+      owner: `${hostname()}/${process.pid}`,
+      ...(config.nodeId !== undefined && { requested: config.nodeId }),
+      lastIdMs: () => ids?.lastMs() ?? 0,
+      onLost: (err) => {
+        logger.fatal({ err }, "node id lease lost; exiting so that no id can be minted twice");
+        logger.flush();
+        process.exit(1);
+      },
+      logger,
+    });
+    logger.info({ nodeId: lease.nodeId, requested: config.nodeId !== undefined }, "node id leased");
+  }
+  ids = lease
+    ? createIdGenerator({ nodeId: lease.nodeId, notBeforeMs: lease.notBeforeMs })
+    : createIdGenerator({ nodeId: config.nodeId ?? 0 });
   const deps = {
     store,
-    ids: createIdGenerator({ nodeId: config.nodeId }),
+    ids,
     events: createEventPublisher({ bus, subjects, logger, metrics }),
+    fastLog,
     auth,
     metrics,
     logger,
@@ -151,6 +196,9 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     stop() {
       stopping ??= (async () => {
         await server.close(config.shutdownGraceMs);
+        await fastLog.close();
+        const mintedUpTo = ids.lastMs();
+        await lease?.release(mintedUpTo).catch((err: unknown) => logger.warn({ err }, "node id lease release failed"));
         await store.close();
         await bus.close();
       })();

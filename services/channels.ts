@@ -82,7 +82,19 @@ export interface ChannelAccess {
   visible(caller: UserPrincipal, channelId: bigint): Promise<{ channel: ChannelRecord; membership?: MembershipRecord }>;
   /** The channel and the caller's membership; NOT_FOUND or PERMISSION_DENIED otherwise. */
   member(caller: UserPrincipal, channelId: bigint): Promise<{ channel: ChannelRecord; membership: MembershipRecord }>;
+  /**
+   * member() for the hot paths (posting, reading history): a positive answer
+   * is reused for MEMBER_CHECK_TTL_MS. Leaving or being removed through this
+   * node takes effect at once; through another node within that time. The
+   * membership's flags may be stale: decide with it, never answer with it.
+   */
+  isMember(caller: UserPrincipal, channelId: bigint): Promise<{ channel: ChannelRecord }>;
+  /** Drops a remembered membership (it just ended). */
+  forget(channelId: bigint, userId: bigint): void;
 }
+
+/** How long a positive membership check is reused by posting and reading. */
+export const MEMBER_CHECK_TTL_MS = 3_000;
 
 export function createChannelAccess(deps: Pick<ServiceDeps, "store">): ChannelAccess {
   const { store } = deps;
@@ -106,12 +118,27 @@ export function createChannelAccess(deps: Pick<ServiceDeps, "store">): ChannelAc
     if (!channel || (!membership && channel.visibility === "private")) throw notFound(`channel ${channelId}`);
     return membership ? { channel, membership } : { channel };
   };
+  const member: ChannelAccess["member"] = async (caller, channelId) => {
+    const { channel, membership } = await visible(caller, channelId);
+    if (!membership) throw permissionDenied(`not a member of channel ${channelId}: join it first`);
+    return { channel, membership };
+  };
+  // Every post and history read checks membership; on a remote store that is a
+  // round trip per request, for an answer that rarely changes.
+  const members = new LRUCache<string, { channel: ChannelRecord }>({ max: 200_000, ttl: MEMBER_CHECK_TTL_MS });
   return {
     visible,
-    async member(caller, channelId) {
-      const { channel, membership } = await visible(caller, channelId);
-      if (!membership) throw permissionDenied(`not a member of channel ${channelId}: join it first`);
-      return { channel, membership };
+    member,
+    async isMember(caller, channelId) {
+      const key = `${channelId}:${caller.userId}`;
+      const known = members.get(key);
+      if (known) return known;
+      const { channel } = await member(caller, channelId);
+      members.set(key, { channel });
+      return { channel };
+    },
+    forget(channelId, userId) {
+      members.delete(`${channelId}:${userId}`);
     },
   };
 }
@@ -230,6 +257,7 @@ export function createChannelService(deps: ServiceDeps, access: ChannelAccess): 
       const { channel, membership } = await access.visible(caller, requireId("channel_id", req.channelId));
       requireGroup(channel, "leave");
       if (membership && (await store.removeMembership(channel.id, caller.userId))) {
+        access.forget(channel.id, caller.userId);
         await events.memberLeft(channel, caller.userId, caller.userId);
       }
       return create(LeaveChannelResponseSchema, {});
@@ -255,6 +283,7 @@ export function createChannelService(deps: ServiceDeps, access: ChannelAccess): 
         throw permissionDenied(`only the owner of channel ${channelId} can remove other members`);
       }
       if (!(await store.removeMembership(channel.id, userId))) throw notFound(`member ${userId} of channel ${channelId}`);
+      access.forget(channel.id, userId);
       await events.memberLeft(channel, userId, caller.userId);
       return create(RemoveMemberResponseSchema, {});
     },

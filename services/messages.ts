@@ -5,9 +5,13 @@
  *
  * Delivery modes:
  * - PERSISTED: durable write, then publish, then answer.
- * - FAST: publish first, then the durable write, then answer. Members see the
- *   message without waiting for the disk; the sender's answer still waits, so
- *   an acknowledged message is never lost.
+ * - FAST: the write-behind log (services/fast-log.ts) instead of the store;
+ *   answer once the log has the record. Members see the message without
+ *   waiting for the store (without a client_msg_id, without waiting for the
+ *   log either); the sender's answer waits for the log, so an acknowledged
+ *   message is never lost. On NATS the log is a JetStream stream: the message
+ *   is durable even if this process dies right after delivering, and history
+ *   shows it once a writer has stored it (milliseconds later).
  * - EPHEMERAL: publish and answer; never stored.
  */
 import { create } from "@bufbuild/protobuf";
@@ -17,7 +21,6 @@ import type { ErrorCode } from "../gen/chat/v1/error_pb.js";
 import {
   ListMessagesResponseSchema,
   MessageOrder,
-  PostMessageRequestSchema,
   PostMessageResponseSchema,
   StreamPostMessagesResponseSchema,
   type StreamPostMessagesRequest,
@@ -49,6 +52,9 @@ export const MAX_STREAM_IN_FLIGHT = 64;
  * within this window of their id's time.
  */
 export const HISTORY_SETTLE_MS = 60_000;
+/** Memory for cached immutable history pages, and how long one is kept. */
+export const HISTORY_CACHE_BYTES = 64 * 1024 * 1024;
+export const HISTORY_CACHE_TTL_MS = 10 * 60_000;
 
 export interface ListMessagesResult {
   response: ListMessagesResponse;
@@ -75,13 +81,24 @@ export interface MessageService {
 }
 
 export function createMessageService(deps: ServiceDeps, access: ChannelAccess): MessageService {
-  const { store, ids, events, metrics, now } = deps;
+  const { store, ids, events, fastLog, metrics, now } = deps;
   // Concurrent retries of one post share one outcome instead of racing.
   const inFlight = new Map<string, Promise<PostMessageResponse>>();
   // Events of PERSISTED posts go out in id order even when writes finish out of order.
   const publishOrder = new PublishOrder();
   // EPHEMERAL messages are not stored, so their idempotency keys live here for a while.
   const recentEphemeral = new LRUCache<string, MessageRecord>({ max: 100_000, ttl: 10 * 60_000 });
+  // Pages wholly in the past never change, and scroll-back reads the same
+  // pages again and again (many members opening the same channel). The TTL
+  // bounds how long a page stays wrong if a write ever lands later than
+  // HISTORY_SETTLE_MS (FAST writers down for longer than that).
+  const pages = new LRUCache<string, ListMessagesResult>({
+    maxSize: HISTORY_CACHE_BYTES,
+    sizeCalculation: ({ response }) => 256 + response.messages.reduce((n, m) => n + 128 + m.text.length * 2, 0),
+    ttl: HISTORY_CACHE_TTL_MS,
+  });
+  // Identical reads in flight share one store read.
+  const reading = new Map<string, Promise<ListMessagesResult>>();
 
   /**
    * Posts one message. onQueued runs as soon as the message has its id and
@@ -96,7 +113,7 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
     key: string,
     onQueued?: () => void,
   ) => {
-    const { channel } = await access.member(caller, channelId);
+    const { channel } = await access.isMember(caller, channelId);
     // PERSISTED posts need no read first: the store answers a repeated key with the original.
     if (clientMsgId !== "" && channel.delivery !== "persisted") {
       const original =
@@ -111,16 +128,31 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
     let message = messageToProto(record);
     let duplicate = false;
     switch (channel.delivery) {
-      case "persisted": {
+      case "persisted":
+      case "fast": {
+        // PERSISTED: the store's durable write, then the event. FAST: the
+        // write-behind log instead of the store. Either way events leave in id
+        // order even when writes finish out of order.
         const slot = publishOrder.reserve(channelId);
-        const appending = store.appendMessage(record);
+        const writing = channel.delivery === "persisted" ? store.appendMessage(record) : fastLog.append(record);
+        // FAST without an idempotency key cannot turn out to repeat an earlier
+        // post, so members get it while the log takes it (the log record left
+        // first, on the same connection). With a key, the log's verdict comes
+        // first, so a retry never shows members a second copy.
+        const early = channel.delivery === "fast" && clientMsgId === "";
+        const earlyEvent = message;
+        const publishedEarly = early ? publishOrder.publish(channelId, slot, () => events.messagePosted(channel, earlyEvent)) : undefined;
         onQueued?.();
         let stored;
         try {
-          stored = await appending;
+          stored = await writing;
         } catch (err) {
-          publishOrder.skip(channelId, slot);
+          if (!early) publishOrder.skip(channelId, slot);
           throw err;
+        }
+        if (publishedEarly) {
+          await publishedEarly;
+          break;
         }
         duplicate = stored.duplicate;
         if (duplicate) {
@@ -130,17 +162,6 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
           const event = message;
           await publishOrder.publish(channelId, slot, () => events.messagePosted(channel, event));
         }
-        break;
-      }
-      case "fast": {
-        const published = events.messagePosted(channel, message);
-        const appending = store.appendMessage(record);
-        onQueued?.();
-        const stored = await appending;
-        await published;
-        // Another node stored the same key first (cross-node retry race): answer with the original.
-        duplicate = stored.duplicate;
-        if (duplicate) message = messageToProto(stored.message);
         break;
       }
       case "ephemeral": {
@@ -266,24 +287,50 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
         default:
           throw invalid("order", `unknown value ${req.order}`);
       }
-      await access.member(caller, channelId);
-      const rows = await store.listMessages(channelId, {
-        ...(before !== undefined && { before }),
-        ...(after !== undefined && { after }),
-        limit: limit + 1,
-        order,
-      });
-      const page = rows.slice(0, limit);
-      const hasMore = rows.length > limit;
-      const response = create(ListMessagesResponseSchema, {
-        messages: page.map(messageToProto),
-        nextCursor: page.at(-1)?.id ?? 0n,
-        hasMore,
-      });
-      // Bounded on both sides by the past: nothing can be added to this page any more.
-      const upper = order === "newest-first" ? before : hasMore ? page.at(-1)?.id : before;
-      const immutable = upper !== undefined && timestampOfId(upper) < now() - HISTORY_SETTLE_MS;
-      return { response, immutable };
+      await access.isMember(caller, channelId);
+      const key = `${channelId}:${before ?? ""}:${after ?? ""}:${limit}:${order}`;
+      const cached = pages.get(key);
+      if (cached) {
+        metrics.historyReads.inc({ source: "cache" });
+        return cached;
+      }
+      const pending = reading.get(key);
+      if (pending) {
+        metrics.historyReads.inc({ source: "coalesced" });
+        return pending;
+      }
+      const read = readPage(channelId, before, after, limit, order).finally(() => reading.delete(key));
+      reading.set(key, read);
+      metrics.historyReads.inc({ source: "store" });
+      const result = await read;
+      if (result.immutable) pages.set(key, result);
+      return result;
     },
   };
+
+  async function readPage(
+    channelId: bigint,
+    before: bigint | undefined,
+    after: bigint | undefined,
+    limit: number,
+    order: "newest-first" | "oldest-first",
+  ): Promise<ListMessagesResult> {
+    const rows = await store.listMessages(channelId, {
+      ...(before !== undefined && { before }),
+      ...(after !== undefined && { after }),
+      limit: limit + 1,
+      order,
+    });
+    const page = rows.slice(0, limit);
+    const hasMore = rows.length > limit;
+    const response = create(ListMessagesResponseSchema, {
+      messages: page.map(messageToProto),
+      nextCursor: page.at(-1)?.id ?? 0n,
+      hasMore,
+    });
+    // Bounded on both sides by the past: nothing can be added to this page any more.
+    const upper = order === "newest-first" ? before : hasMore ? page.at(-1)?.id : before;
+    const immutable = upper !== undefined && timestampOfId(upper) < now() - HISTORY_SETTLE_MS;
+    return { response, immutable };
+  }
 }

@@ -8,6 +8,7 @@
  * (LOCAL_QUORUM by default) with prepared statements.
  */
 import cassandra from "cassandra-driver";
+import { LRUCache } from "lru-cache";
 import { timestampOfId } from "../../core/ids.js";
 import {
   AlreadyExistsError,
@@ -34,7 +35,9 @@ export interface CassandraStoreOptions {
   replication: string;
   /** Consistency of reads and writes (LWTs use LOCAL_SERIAL). */
   consistency?: "localQuorum" | "quorum" | "localOne" | "one" | "all" | "eachQuorum";
-  /** Extra cassandra-driver client options (pooling, timeouts, auth, TLS). */
+  /** Consistency of the Paxos phase of lightweight transactions (LOCAL_SERIAL by default). */
+  serialConsistency?: "localSerial" | "serial";
+  /** Extra cassandra-driver client options (pooling, timeouts, auth, TLS); queryOptions are the store's own. */
   client?: Partial<cassandra.ClientOptions>;
 }
 
@@ -85,28 +88,42 @@ const toMessage = (r: Row): MessageRecord => ({
   clientMsgId: (r.get("client_msg_id") as string | null) ?? "",
 });
 
-export async function createCassandraStore(options: CassandraStoreOptions): Promise<ChatStore> {
+/**
+ * The store, plus its driver client and keyspace: for the node id lease
+ * (store/cassandra/node-lease.ts), which lives in the same keyspace and schema
+ * but is not part of the ChatStore contract. close() shuts the client down.
+ */
+export interface CassandraChatStore extends ChatStore {
+  readonly client: cassandra.Client;
+  readonly keyspace: string;
+}
+
+export async function createCassandraStore(options: CassandraStoreOptions): Promise<CassandraChatStore> {
   const consistency = types.consistencies[options.consistency ?? "localQuorum"];
   const client = new cassandra.Client({
     contactPoints: options.contactPoints,
     localDataCenter: options.localDataCenter,
     encoding: { useBigIntAsLong: true },
-    queryOptions: { consistency, serialConsistency: types.consistencies.localSerial, prepare: true },
     ...options.client,
+    queryOptions: { consistency, serialConsistency: types.consistencies[options.serialConsistency ?? "localSerial"], prepare: true },
   });
   await client.connect();
   await applySchema(client, { keyspace: options.keyspace, replication: options.replication });
   return new CassandraStore(client, options.keyspace);
 }
 
-class CassandraStore implements ChatStore {
+class CassandraStore implements CassandraChatStore {
+  // A channel's bucket row is written by its first message of the day; the
+  // rest of that day's messages need only their own write.
+  private readonly knownBuckets = new LRUCache<string, true>({ max: 200_000 });
+
   constructor(
-    private readonly client: cassandra.Client,
-    private readonly ks: string,
+    readonly client: cassandra.Client,
+    readonly keyspace: string,
   ) {}
 
   private q(cql: string, params: unknown[] = []) {
-    return this.client.execute(cql.replaceAll("{ks}", this.ks), params, { prepare: true });
+    return this.client.execute(cql.replaceAll("{ks}", this.keyspace), params, { prepare: true });
   }
 
   async createUser(user: UserRecord): Promise<void> {
@@ -267,22 +284,12 @@ class CassandraStore implements ChatStore {
 
   async appendMessage(m: MessageRecord): Promise<{ message: MessageRecord; duplicate: boolean }> {
     if (m.clientMsgId !== "") {
-      const claim = await this.q(
-        "INSERT INTO {ks}.message_keys (channel_id, sender_id, client_msg_id, message_id) VALUES (?, ?, ?, ?) IF NOT EXISTS",
-        [m.channelId, m.senderId, m.clientMsgId, m.id],
-      );
-      if (!claim.wasApplied()) {
-        const originalId = claim.first().get("message_id") as bigint;
-        // The first writer may still be writing the row: wait for it briefly.
-        for (let i = 0; i < 50; i++) {
-          const original = await this.getMessage(m.channelId, originalId);
-          if (original) return { message: original, duplicate: true };
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        throw new Error(`message ${originalId} claimed its key but was not written`);
-      }
+      const original = await this.claimKey(m);
+      if (original) return { message: original, duplicate: true };
     }
     const bucket = bucketOf(m.id);
+    const bucketKey = `${m.channelId}:${bucket}`;
+    // Plain upserts: writing the same record again (a redelivered write-behind record) changes nothing.
     await Promise.all([
       this.q("INSERT INTO {ks}.messages (channel_id, bucket, id, sender_id, text, client_msg_id) VALUES (?, ?, ?, ?, ?, ?)", [
         m.channelId,
@@ -292,9 +299,46 @@ class CassandraStore implements ChatStore {
         m.text,
         m.clientMsgId === "" ? null : m.clientMsgId,
       ]),
-      this.q("INSERT INTO {ks}.message_buckets (channel_id, bucket) VALUES (?, ?)", [m.channelId, bucket]),
+      this.knownBuckets.has(bucketKey)
+        ? undefined
+        : this.q("INSERT INTO {ks}.message_buckets (channel_id, bucket) VALUES (?, ?)", [m.channelId, bucket]).then(() =>
+            this.knownBuckets.set(bucketKey, true),
+          ),
     ]);
     return { message: m, duplicate: false };
+  }
+
+  /**
+   * Claims m's idempotency key for m.id. Returns the original message when
+   * another message holds the key, undefined when m may be written (the claim
+   * is m's, possibly from an earlier attempt of the same record).
+   */
+  private async claimKey(m: MessageRecord): Promise<MessageRecord | undefined> {
+    const key = [m.channelId, m.senderId, m.clientMsgId];
+    const claim = await this.q(
+      "INSERT INTO {ks}.message_keys (channel_id, sender_id, client_msg_id, message_id) VALUES (?, ?, ?, ?) IF NOT EXISTS",
+      [...key, m.id],
+    );
+    if (claim.wasApplied()) return undefined;
+    let holder = claim.first().get("message_id") as bigint;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (holder === m.id) return undefined;
+      // The first writer may still be writing the row: wait for it briefly.
+      for (let i = 0; i < 50; i++) {
+        const original = await this.getMessage(m.channelId, holder);
+        if (original) return original;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // Its writer died between the claim and the row (it never answered, so
+      // nobody holds that id): take the key over, unless someone else just did.
+      const takeover = await this.q(
+        "UPDATE {ks}.message_keys SET message_id = ? WHERE channel_id = ? AND sender_id = ? AND client_msg_id = ? IF message_id = ?",
+        [m.id, ...key, holder],
+      );
+      if (takeover.wasApplied()) return undefined;
+      holder = takeover.first().get("message_id") as bigint;
+    }
+    throw new Error(`idempotency key of message ${m.id} keeps moving between writers`);
   }
 
   async findMessageByClientMsgId(channelId: bigint, senderId: bigint, clientMsgId: string): Promise<MessageRecord | undefined> {

@@ -178,9 +178,10 @@ class SqliteStore implements ChatStore {
       ),
       listMembers: p("SELECT * FROM memberships WHERE channel_id = ? AND user_id > ? ORDER BY user_id LIMIT ?"),
       insertMessage: p(
-        `INSERT INTO messages (channel_id, id, sender_id, text, client_msg_id) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (channel_id, sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING`,
+        // Any conflict: the same key from the same sender, or the same id written again.
+        "INSERT INTO messages (channel_id, id, sender_id, text, client_msg_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
       ),
+      getMessage: p("SELECT * FROM messages WHERE channel_id = ? AND id = ?"),
       findByClientMsgId: p("SELECT * FROM messages WHERE channel_id = ? AND sender_id = ? AND client_msg_id = ?"),
       newestFirst: p("SELECT * FROM messages WHERE channel_id = ? AND id < ? AND id > ? ORDER BY id DESC LIMIT ?"),
       oldestFirst: p("SELECT * FROM messages WHERE channel_id = ? AND id < ? AND id > ? ORDER BY id ASC LIMIT ?"),
@@ -358,6 +359,9 @@ class SqliteStore implements ChatStore {
           const clientMsgId = m.clientMsgId === "" ? null : m.clientMsgId;
           const info = this.s.insertMessage.run(m.channelId, m.id, m.senderId, m.text, clientMsgId);
           if (info.changes > 0) return { message: m, duplicate: false };
+          // Written before (a redelivered write-behind record): done, not a duplicate.
+          const same = this.s.getMessage.get(m.channelId, m.id) as Row | undefined;
+          if (same) return { message: toMessage(same), duplicate: false };
           const original = this.s.findByClientMsgId.get(m.channelId, m.senderId, clientMsgId) as Row;
           return { message: toMessage(original), duplicate: true };
         }),

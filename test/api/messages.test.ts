@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createIdGenerator } from "../../core/ids.js";
 import { MessageOrder, type Message } from "../../gen/chat/v1/message_pb.js";
 import { DeliveryMode, startTestApi, type TestApi, type TestUser } from "../support/api.js";
 import { Code, expectCode } from "../support/expect-code.js";
@@ -162,6 +163,59 @@ describe("MessageService", () => {
     const anHourAgo = (BigInt(Date.now() - 3600_000 - 1_704_067_200_000) << 22n).toString();
     const old = await get({ channelId: ch.toString(), before: anHourAgo });
     expect(old.headers.get("cache-control")).toMatch(/max-age=\d+/);
+  });
+});
+
+describe("history cache", () => {
+  const reads = async () => {
+    const metric = await t.api.metrics.historyReads.get();
+    const of = (source: string) => metric.values.find((v) => v.labels.source === source)?.value ?? 0;
+    return { store: of("store"), cache: of("cache"), coalesced: of("coalesced") };
+  };
+  const delta = (a: Awaited<ReturnType<typeof reads>>, b: Awaited<ReturnType<typeof reads>>) => ({
+    store: b.store - a.store,
+    cache: b.cache - a.cache,
+    coalesced: b.coalesced - a.coalesced,
+  });
+
+  it("serves a page wholly in the past from memory, coalesces identical reads, and never caches the live edge", async () => {
+    const ch = await channelWith(alice, bob);
+    // Messages from an hour ago, written straight into the store.
+    const hourAgo = createIdGenerator({ nodeId: 77, now: () => Date.now() - 3600_000 });
+    const old: bigint[] = [];
+    for (let i = 0; i < 30; i++) {
+      const record = { id: hourAgo.next(), channelId: ch, senderId: alice.id, text: `old${i}`, clientMsgId: "" };
+      await t.api.store.appendMessage(record);
+      old.push(record.id);
+    }
+    await postMany(alice, ch, 3, "new");
+    const pastPage = { channelId: ch, before: old[20]!, limit: 10 };
+
+    let before = await reads();
+    const first = await bob.messages.listMessages(pastPage);
+    const second = await alice.messages.listMessages(pastPage);
+    expect(second).toEqual(first);
+    expect(first.messages.map((m) => m.id)).toEqual(old.slice(10, 20).reverse());
+    expect(delta(before, await reads())).toEqual({ store: 1, cache: 1, coalesced: 0 });
+
+    before = await reads();
+    const together = await Promise.all(Array.from({ length: 8 }, () => bob.messages.listMessages({ ...pastPage, limit: 7 })));
+    expect(new Set(together.map((p) => p.messages.map((m) => m.id).join()))).toHaveProperty("size", 1);
+    const d = delta(before, await reads());
+    expect(d.store).toBe(1);
+    expect(d.cache + d.coalesced).toBe(7);
+
+    // The newest page can still grow: read from the store every time.
+    before = await reads();
+    await bob.messages.listMessages({ channelId: ch, limit: 5 });
+    await bob.messages.postMessage({ channelId: ch, text: "newest" });
+    const live = await bob.messages.listMessages({ channelId: ch, limit: 5 });
+    expect(live.messages[0]!.text).toBe("newest");
+    expect(delta(before, await reads())).toMatchObject({ store: 2, cache: 0 });
+
+    // Membership is still checked on every read, cached page or not.
+    const outsider = await t.newUser("Outsider");
+    await expectCode(outsider.messages.listMessages(pastPage), Code.PermissionDenied);
   });
 });
 

@@ -2,49 +2,24 @@
  * The system as a cluster on real servers: two API processes and two gateway
  * processes over Cassandra and NATS (started by test/support/global-setup.ts).
  */
-import cassandra from "cassandra-driver";
-import { createClient, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ChannelService } from "../../gen/chat/v1/channel_pb.js";
-import { MessageOrder, MessageService } from "../../gen/chat/v1/message_pb.js";
-import { UserService } from "../../gen/chat/v1/user_pb.js";
+import { MessageOrder } from "../../gen/chat/v1/message_pb.js";
 import { startChatProcess, type ChatProcess } from "../../infra/harness/chat-process.js";
+import { clientsOf, clusterEnv, createUser, tearDown } from "../support/cluster.js";
 import { isEvent, postedIds, TestSocket } from "../support/ws-client.js";
 
-const ADMIN = "cluster-admin-token-0123456789";
-const keyspace = `cluster_${process.pid}_${Date.now() % 100000}`;
-const contactPoint = process.env.CHAT_TEST_CASSANDRA!;
-const shared = {
-  CHAT_ADMIN_TOKEN: ADMIN,
-  CHAT_JWT_SECRET: "cluster-jwt-secret-0123456789-0123456789",
-  CHAT_BUS: "nats",
-  CHAT_NATS_URL: process.env.CHAT_TEST_NATS_URL!,
-  CHAT_SUBJECT_PREFIX: `c${process.pid}x${Date.now()}`,
-  CHAT_STORE: "cassandra",
-  CHAT_CASSANDRA_CONTACT_POINTS: contactPoint,
-  CHAT_CASSANDRA_KEYSPACE: keyspace,
-};
+const { admin: ADMIN, keyspace, env: shared } = clusterEnv("cluster");
 const dir = mkdtempSync(path.join(tmpdir(), "chat-cluster-"));
 const apis: ChatProcess[] = [];
 const gateways: ChatProcess[] = [];
 
-const bearer = (t: string): Interceptor => (next) => (req) => (req.header.set("authorization", `Bearer ${t}`), next(req));
-const clientsOf = (url: string, token: string) => {
-  const transport = createConnectTransport({ baseUrl: url, httpVersion: "2", interceptors: [bearer(token)] });
-  return {
-    users: createClient(UserService, transport),
-    channels: createClient(ChannelService, transport),
-    messages: createClient(MessageService, transport),
-  };
-};
-
 beforeAll(async () => {
   for (const node of [1, 2]) {
-    apis.push(await startChatProcess({ ...shared, CHAT_NODE_ID: String(node), CHAT_DATA_DIR: path.join(dir, `api${node}`) }, ["--role", "api"]));
+    // No CHAT_NODE_ID: each API node leases a free one.
+    apis.push(await startChatProcess({ ...shared, CHAT_DATA_DIR: path.join(dir, `api${node}`) }, ["--role", "api"]));
   }
   for (const api of apis) {
     gateways.push(await startChatProcess({ ...shared, CHAT_API_URL: api.url, CHAT_DATA_DIR: dir }, ["--role", "gateway"]));
@@ -52,23 +27,15 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const p of [...gateways, ...apis]) if (p.child.exitCode === null) p.child.kill("SIGTERM");
-  await Promise.all([...gateways, ...apis].map((p) => p.exited));
-  const client = new cassandra.Client({ contactPoints: [contactPoint], localDataCenter: "datacenter1" });
-  await client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-  await client.shutdown();
+  await tearDown([...gateways, ...apis], keyspace);
   rmSync(dir, { recursive: true, force: true });
 });
 
 describe("cluster: 2 API nodes + 2 gateways on Cassandra and NATS", () => {
   it("delivers across nodes, serves identical history from both API nodes, opens one DM from both sides, and survives a gateway's death", async () => {
     const admin = clientsOf(apis[0]!.url, ADMIN);
-    const mk = async (name: string) => {
-      const { user } = await admin.users.createUser({ name, email: `${name.toLowerCase()}-${Date.now()}@example.com` });
-      return { id: user!.id, token: (await admin.users.issueToken({ userId: user!.id })).token };
-    };
-    const ana = await mk("Ana");
-    const ben = await mk("Ben");
+    const ana = await createUser(admin, "Ana");
+    const ben = await createUser(admin, "Ben");
     const anaOn1 = clientsOf(apis[0]!.url, ana.token);
     const benOn2 = clientsOf(apis[1]!.url, ben.token);
 
@@ -94,6 +61,11 @@ describe("cluster: 2 API nodes + 2 gateways on Cassandra and NATS", () => {
       posted.push((await via.messages.postMessage({ channelId: dm, text: `m${i}`, clientMsgId: `m${i}` })).message!.id);
     }
     for (const s of [socketA, socketB]) expect(postedIds(await s.collect(isEvent("messagePosted", dm), 10))).toEqual(posted);
+    // The two nodes leased different node ids (bits 12..21 of every id).
+    const nodeOf = (id: bigint) => Number((id >> 12n) & 1023n);
+    expect(new Set(posted.map(nodeOf)).size).toBe(2);
+    const leased = apis.map((p) => p.logs.find((l) => l.msg === "node id leased")?.nodeId);
+    expect(new Set(posted.map(nodeOf))).toEqual(new Set(leased));
 
     // Idempotency keys are per sender: the same key from Ana is a new message; a retry of
     // Ben's post through the other API node is his original.

@@ -37,6 +37,7 @@ describe("Cassandra schema", () => {
         "message_buckets",
         "message_keys",
         "messages",
+        "node_leases",
         "schema_versions",
         "user_directory",
         "users",

@@ -237,6 +237,23 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       expect(all.length).toBe(2);
     });
 
+    it("treats appending the same record again as done (a write-behind log redelivers)", async () => {
+      const u = user();
+      const c = group(u.id);
+      await store.createGroupChannel(c, membership(c.id, u.id, "owner"));
+      const plain = message(c.id, u.id, "plain");
+      const keyed = message(c.id, u.id, "keyed", `k-${unique()}`);
+      for (const m of [plain, keyed]) {
+        expect(await store.appendMessage(m)).toEqual({ message: m, duplicate: false });
+        expect(await store.appendMessage(m)).toEqual({ message: m, duplicate: false });
+      }
+      // A different message with the same key is still a duplicate of the first.
+      const retry = await store.appendMessage(message(c.id, u.id, "retry", keyed.clientMsgId));
+      expect(retry).toEqual({ message: keyed, duplicate: true });
+      const all = await store.listMessages(c.id, { limit: 10, order: "oldest-first" });
+      expect(all).toEqual([plain, keyed]);
+    });
+
     it("keeps two messages of the same millisecond apart", async () => {
       const u = user();
       const c = group(u.id);

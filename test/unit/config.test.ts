@@ -49,10 +49,34 @@ describe("config", () => {
 
   it("selects the NATS bus with its servers, and asks a standalone gateway for what it needs", () => {
     const c = loadConfig({ env: { CHAT_BUS: "nats", CHAT_NATS_URL: "nats://10.0.0.1:4222, nats://10.0.0.2:4222" }, argv: [] });
-    expect(c.bus).toMatchObject({ kind: "nats", natsServers: ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"] });
+    expect(c.bus).toMatchObject({ kind: "nats", nats: { servers: ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"] } });
     expect(() => loadConfig({ env: { CHAT_BUS: "kafka" }, argv: [] })).toThrow(/CHAT_BUS: expected local or nats/);
     expect(() => loadConfig({ env: { CHAT_NATS_URL: "10.0.0.1:4222" }, argv: [] })).toThrow(/CHAT_NATS_URL/);
     expect(() => loadConfig({ env: { CHAT_BUS: "nats" }, argv: ["--role", "gateway"] })).toThrow(/CHAT_API_URL: required/);
+  });
+
+  it("reads driver and connection options, and rejects half-given or conflicting credentials", () => {
+    const c = loadConfig({
+      env: {
+        CHAT_CASSANDRA_USERNAME: "chat",
+        CHAT_CASSANDRA_PASSWORD: "secret",
+        CHAT_CASSANDRA_REQUEST_TIMEOUT_MS: "3000",
+        CHAT_CASSANDRA_SERIAL_CONSISTENCY: "serial",
+        CHAT_NATS_TOKEN: "t0ken",
+        CHAT_NATS_PING_INTERVAL_MS: "5000",
+        CHAT_FAST_LOG_REPLICAS: "3",
+        CHAT_FAST_LOG_WRITER: "false",
+      },
+      argv: [],
+    });
+    expect(c.store.cassandra).toMatchObject({ username: "chat", password: "secret", requestTimeoutMs: 3000, serialConsistency: "serial" });
+    expect(c.bus.nats).toMatchObject({ token: "t0ken", pingIntervalMs: 5000, fastLog: { replicas: 3, writer: false } });
+    expect(c.nodeId).toBeUndefined();
+    expect(() => loadConfig({ env: { CHAT_CASSANDRA_USERNAME: "chat" }, argv: [] })).toThrow(/CHAT_CASSANDRA_PASSWORD: required together/);
+    expect(() => loadConfig({ env: { CHAT_NATS_TOKEN: "t", CHAT_NATS_USER: "u", CHAT_NATS_PASSWORD: "p" }, argv: [] })).toThrow(
+      /only one of CHAT_NATS_TOKEN, CHAT_NATS_USER/,
+    );
+    expect(() => loadConfig({ env: { CHAT_FAST_LOG_REPLICAS: "7" }, argv: [] })).toThrow(/CHAT_FAST_LOG_REPLICAS: must be at most 5/);
   });
 
   it("treats empty variables as unset", () => {

@@ -42,4 +42,39 @@ describe("ids", () => {
     expect(() => createIdGenerator({ nodeId: 1024 })).toThrow(/node id/);
     expect(() => createIdGenerator({ nodeId: -1 })).toThrow(/node id/);
   });
+
+  it("start above notBeforeMs, also when the clock is behind it", () => {
+    let t = ID_EPOCH_MS + 10_000;
+    const gen = createIdGenerator({ nodeId: 5, notBeforeMs: ID_EPOCH_MS + 20_000, now: () => t });
+    expect(gen.lastMs()).toBe(ID_EPOCH_MS + 20_000);
+    const a = gen.next();
+    expect(timestampOfId(a)).toBe(ID_EPOCH_MS + 20_001);
+    expect(gen.lastMs()).toBe(ID_EPOCH_MS + 20_001);
+    // The clock catching up within the borrowed millisecond still counts upwards.
+    t = ID_EPOCH_MS + 20_001;
+    const b = gen.next();
+    expect(b > a && timestampOfId(b) === ID_EPOCH_MS + 20_001).toBe(true);
+    t = ID_EPOCH_MS + 30_000;
+    expect(timestampOfId(gen.next())).toBe(ID_EPOCH_MS + 30_000);
+    expect(gen.lastMs()).toBe(ID_EPOCH_MS + 30_000);
+  });
+
+  it("never repeat an id of an earlier holder that handed over lastMs()", () => {
+    // The earlier holder's clock ran 5 s ahead of the new holder's.
+    const earlier = createIdGenerator({ nodeId: 9, now: () => ID_EPOCH_MS + 15_000 });
+    const seen = new Set<bigint>();
+    for (let i = 0; i < 5000; i++) seen.add(earlier.next());
+    const later = createIdGenerator({ nodeId: 9, notBeforeMs: earlier.lastMs(), now: () => ID_EPOCH_MS + 10_000 });
+    for (let i = 0; i < 10_000; i++) expect(seen.has(later.next())).toBe(false);
+    expect(later.lastMs()).toBeGreaterThan(earlier.lastMs());
+  });
+
+  it("use the clock when notBeforeMs is behind it, and report the last ms", () => {
+    const fresh = createIdGenerator({ nodeId: 1, now: () => ID_EPOCH_MS + 7 });
+    expect(fresh.lastMs()).toBe(ID_EPOCH_MS - 1);
+    const gen = createIdGenerator({ nodeId: 1, notBeforeMs: ID_EPOCH_MS + 3, now: () => ID_EPOCH_MS + 7 });
+    expect(timestampOfId(gen.next())).toBe(ID_EPOCH_MS + 7);
+    expect(createIdGenerator({ nodeId: 1, notBeforeMs: 0 }).next() > 0n).toBe(true);
+    expect(() => createIdGenerator({ nodeId: 1, notBeforeMs: 1.5 })).toThrow(/notBeforeMs/);
+  });
 });

@@ -12,6 +12,10 @@ describe("subjects", () => {
     expect(s.parseUser("acme.chat.user.7")).toBe(7n);
     expect(s.parseUser("other.user.7")).toBeUndefined();
     expect(s.parseChannel("acme.chat.ch.4x")).toBeUndefined();
+    expect(s.fastLog(42n)).toBe("acme.chat.fastlog.ch.42");
+    expect(s.fastLogAll).toBe("acme.chat.fastlog.ch.>");
+    expect(s.parseChannel(s.fastLog(42n))).toBeUndefined();
+    expect(s.fastLogStream).toBe("acme_chat_fastlog");
   });
 
   it("rejects prefixes that would break NATS subject syntax", () => {

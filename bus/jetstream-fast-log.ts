@@ -1,0 +1,171 @@
+/**
+ * FAST channels' write-behind log on NATS JetStream.
+ *
+ * append() publishes the record to `<prefix>.fastlog.ch.<channel>` with
+ * JetStream's publish acknowledgement. The post path calls it before it
+ * publishes the live event on the same connection, and NATS handles one
+ * connection's messages in order, so by the time any gateway has the event
+ * the server has the record: the API process may die right after delivering
+ * and the message is still written. The sender is answered once the stream
+ * acknowledges the record.
+ *
+ * Writers (one per API process unless turned off) share one durable pull
+ * consumer of a work-queue stream: each record is written to the store by
+ * one of them and removed once acknowledged after the store's durable write.
+ * A writer that dies holding records leaves them to be redelivered after
+ * ACK_WAIT; appending the same record twice is harmless (store contract).
+ */
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  AckPolicy,
+  DeliverPolicy,
+  nanos,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerMessages,
+  type JsMsg,
+  type NatsConnection,
+  type StreamConfig,
+} from "nats";
+import { MessageSchema } from "../gen/chat/v1/message_pb.js";
+import type { Logger } from "../core/logger.js";
+import type { FastLog } from "../services/fast-log.js";
+import { messageToProto } from "../services/convert.js";
+import type { ChatStore, MessageRecord } from "../store/store.js";
+import type { Subjects } from "./subjects.js";
+
+export const WRITER_CONSUMER = "writer";
+/** How long a writer may hold a record before it is handed to another. */
+const ACK_WAIT_MS = 30_000;
+/** Records being written at once, across all writers. */
+const MAX_ACK_PENDING = 2_048;
+/** A retried post within this window is recognised by the stream itself. */
+const DUPLICATE_WINDOW_MS = 120_000;
+
+export interface JetStreamFastLogOptions {
+  connection: NatsConnection;
+  subjects: Subjects;
+  store: ChatStore;
+  /** Stream copies in a NATS cluster. */
+  replicas: number;
+  maxAgeSeconds: number;
+  /** Run a writer in this process. */
+  writer: boolean;
+  logger: Logger;
+  /** Counts records: written by this process's writer, store write failed, written directly. */
+  onRecord?: (outcome: "written" | "write_failed" | "direct") => void;
+}
+
+export async function createJetStreamFastLog(options: JetStreamFastLogOptions): Promise<FastLog> {
+  const { connection: nc, subjects, store, logger } = options;
+  const stream = subjects.fastLogStream;
+  const jsm = await nc.jetstreamManager();
+  const config: Partial<StreamConfig> & { name: string } = {
+    name: stream,
+    subjects: [subjects.fastLogAll],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    num_replicas: options.replicas,
+    max_age: nanos(options.maxAgeSeconds * 1000),
+    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+  };
+  // Several API nodes start at once: adding an identical stream is a no-op;
+  // one that exists with other settings is updated to these.
+  try {
+    await jsm.streams.add(config);
+  } catch {
+    await jsm.streams.update(stream, config);
+  }
+  const consumer = {
+    durable_name: WRITER_CONSUMER,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: nanos(ACK_WAIT_MS),
+    max_ack_pending: MAX_ACK_PENDING,
+  };
+  try {
+    await jsm.consumers.add(stream, consumer);
+  } catch {
+    await jsm.consumers.update(stream, WRITER_CONSUMER, consumer);
+  }
+  const js = nc.jetstream();
+
+  let consuming: ConsumerMessages | undefined;
+  let loop: Promise<void> | undefined;
+  const writing = new Set<Promise<void>>();
+  if (options.writer) {
+    consuming = await (await js.consumers.get(stream, WRITER_CONSUMER)).consume({ max_messages: 512 });
+    const write = async (msg: JsMsg) => {
+      let record: MessageRecord;
+      try {
+        record = recordOf(msg.data);
+      } catch (err) {
+        logger.error({ err, seq: msg.seq }, "fast log: undecodable record dropped");
+        msg.term();
+        return;
+      }
+      try {
+        await store.appendMessage(record);
+        msg.ack();
+        options.onRecord?.("written");
+      } catch (err) {
+        options.onRecord?.("write_failed");
+        logger.warn({ err, messageId: record.id, attempt: msg.info.redeliveryCount }, "fast log: store write failed; retrying");
+        msg.nak(Math.min(30_000, 250 * 2 ** Math.min(msg.info.redeliveryCount, 7)));
+      }
+    };
+    const source = consuming;
+    loop = (async () => {
+      for await (const msg of source) {
+        const w = write(msg).finally(() => writing.delete(w));
+        writing.add(w);
+      }
+    })().catch((err: unknown) => logger.error({ err }, "fast log writer stopped"));
+  }
+
+  const original = async (record: MessageRecord, seq: number): Promise<MessageRecord | undefined> => {
+    // The first post of this key is in the store, or still in the stream.
+    for (let i = 0; i < 100; i++) {
+      const stored = await store.findMessageByClientMsgId(record.channelId, record.senderId, record.clientMsgId);
+      if (stored) return stored;
+      try {
+        const pending = await jsm.streams.getMessage(stream, { seq });
+        return recordOf(pending.data);
+      } catch {
+        // Written and removed between the two reads: look again.
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return undefined;
+  };
+
+  return {
+    async append(record) {
+      const key = record.clientMsgId === "" ? record.id.toString() : `${record.channelId}:${record.senderId}:${record.clientMsgId}`;
+      let ack;
+      try {
+        ack = await js.publish(subjects.fastLog(record.channelId), toBinary(MessageSchema, messageToProto(record)), { msgID: key });
+      } catch (err) {
+        // The log is unreachable: write through, so the answer still means durable.
+        logger.warn({ err, messageId: record.id }, "fast log unavailable; writing to the store directly");
+        options.onRecord?.("direct");
+        return store.appendMessage(record);
+      }
+      if (!ack.duplicate) return { message: record, duplicate: false };
+      const first = await original(record, ack.seq);
+      if (!first) throw new Error(`fast log: original of repeated post ${key} not found`);
+      return { message: first, duplicate: first.id !== record.id };
+    },
+    async close() {
+      await consuming?.close();
+      await loop;
+      await Promise.all(writing);
+    },
+  };
+}
+
+function recordOf(data: Uint8Array): MessageRecord {
+  const m = fromBinary(MessageSchema, data);
+  if (m.id === 0n || m.channelId === 0n || m.senderId === 0n) throw new Error("record without id, channel or sender");
+  return { id: m.id, channelId: m.channelId, senderId: m.senderId, text: m.text, clientMsgId: m.clientMsgId };
+}

@@ -1,0 +1,28 @@
+/**
+ * Where FAST channels' messages go to become durable. The post path hands a
+ * record to the log before it publishes the event, and answers the sender
+ * once the log says the record is safe:
+ * - embedded: the log is the store itself (the record is durable when the
+ *   store's group commit has reached the disk);
+ * - scale-out: a JetStream stream (bus/jetstream-fast-log.ts), drained into
+ *   the store by writers on the API nodes, so the API process that delivered
+ *   a message may die at any point after that without losing it.
+ */
+import type { ChatStore, MessageRecord } from "../store/store.js";
+
+export interface FastLog {
+  /**
+   * Makes one record durable. When the record repeats an earlier post's
+   * idempotency key, resolves to that post's message with duplicate = true.
+   */
+  append(record: MessageRecord): Promise<{ message: MessageRecord; duplicate: boolean }>;
+  /** Stops this process's writers after what they hold; unwritten records stay in the log. */
+  close(): Promise<void>;
+}
+
+export function createStoreFastLog(store: ChatStore): FastLog {
+  return {
+    append: (record) => store.appendMessage(record),
+    close: async () => {},
+  };
+}
