@@ -178,6 +178,24 @@ async function main() {
     const connectSeconds = (Date.now() - t0) / 1000;
     const open = opened.reduce((a, o) => a + o.open, 0);
     const failed = opened.reduce((a, o) => a + o.failed, 0);
+    // A socket is idle once its session started: it has its hello (its first
+    // frame), sent after the gateway read its channels. Until then it may still
+    // wait for that read, and its memory is not yet what an idle socket holds.
+    let hellos = 0;
+    let closedEarly = 0;
+    for (let i = 0; i < 1500 && hellos + closedEarly < open; i++) {
+      if (i > 0) await sleep(20);
+      const s = await Promise.all(workers.map((w) => ask<Stats>(w, { type: "stats" }, "stats")));
+      hellos = s.reduce((a, x) => a + x.frames, 0);
+      closedEarly = s.reduce((a, x) => a + x.closed, 0);
+    }
+    const readySeconds = (Date.now() - t0) / 1000;
+    if (hellos < open) {
+      console.log(`idle: ${open - hellos} sockets without a hello (${closedEarly} closed); the servers' warnings and errors:`);
+      for (const p of new Set([edge, server])) {
+        for (const line of p.logs.filter((l) => Number(l.level) >= 40).slice(0, 5)) console.log(`  ${JSON.stringify(line).slice(0, 1000)}`);
+      }
+    }
     await sleep(2000);
     const after = await memoryAfterGc(inspector);
     const mib = (b: number) => Math.round(b / 104857.6) / 10;
@@ -186,13 +204,17 @@ async function main() {
       connections: open,
       failed,
       connectPerSecond: Math.round(open / connectSeconds),
+      /** Sockets with their hello (session started) per second, from the first connect to the last hello. */
+      readyPerSecond: Math.round(Math.min(hellos, open) / readySeconds),
+      hellos,
+      socketsClosed: closedEarly,
       serverRssMiB: { before: mib(before.rss), after: mib(after.rss) },
       serverHeapUsedMiB: { before: mib(before.heapUsed), after: mib(after.heapUsed) },
       bytesPerConnection: { rss: perConnection("rss"), heapUsed: perConnection("heapUsed"), external: perConnection("external") },
     };
     result.idle = idle;
     console.log(
-      `idle: ${open} sockets held (${failed} failed) at ${idle.connectPerSecond}/s; after full GC, per connection: ` +
+      `idle: ${open} sockets held (${failed} failed) at ${idle.connectPerSecond}/s, ${hellos} hellos (${idle.readyPerSecond}/s); after full GC, per connection: ` +
         `RSS ${idle.bytesPerConnection.rss} B (heap ${idle.bytesPerConnection.heapUsed} B, external ${idle.bytesPerConnection.external} B); ` +
         `RSS ${idle.serverRssMiB.before} -> ${idle.serverRssMiB.after} MiB`,
     );

@@ -59,7 +59,9 @@ export interface JetStreamFastLogOptions {
 export async function createJetStreamFastLog(options: JetStreamFastLogOptions): Promise<FastLog> {
   const { connection: nc, subjects, store, logger } = options;
   const stream = subjects.fastLogStream;
-  const jsm = await nc.jetstreamManager();
+  const jsm = await nc.jetstreamManager().catch((err: unknown) => {
+    throw new Error(`FAST channels need JetStream on the NATS servers (nats-server -js): ${String(err)}`, { cause: err });
+  });
   const config: Partial<StreamConfig> & { name: string } = {
     name: stream,
     subjects: [subjects.fastLogAll],

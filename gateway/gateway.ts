@@ -87,6 +87,8 @@ interface GatewayContext {
   /** Per channel: how many local sockets follow its topics, and the listener that publishes to them. */
   topics: Map<bigint, { sockets: number; listener: (event: Event) => void }>;
   publishEvent(channelId: bigint, event: Event): void;
+  /** The first 24 characters of this process's session ids (see Connection.id). */
+  sessionIdPrefix: string;
 }
 
 /**
@@ -107,12 +109,22 @@ class Connection implements SessionTransport {
 
   constructor(
     private readonly ctx: GatewayContext,
-    readonly id: string,
+    /** This process's count of connections when this one came: makes its id. */
+    private readonly seq: number,
     readonly user: UserPrincipal,
     readonly format: WireFormat,
     postBurst: number,
   ) {
     this.postTokens = postBurst;
+  }
+
+  /**
+   * The session id, shaped like a UUID: a random prefix per gateway process
+   * and the connection's sequence number. Built when needed (hello, logs)
+   * rather than kept as a string by every socket.
+   */
+  get id(): string {
+    return this.ctx.sessionIdPrefix + this.seq.toString(16).padStart(12, "0");
   }
 
   send(f: ServerFrame): void {
@@ -198,7 +210,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
   };
 
-  const ctx: GatewayContext = { app, fanout, metrics, logger, topics, publishEvent };
+  // 8-4-4-4- of a random UUID; the last 12 hex digits count connections.
+  const ctx: GatewayContext = { app, fanout, metrics, logger, topics, publishEvent, sessionIdPrefix: randomUUID().slice(0, 24) };
+  let connectionsSeen = 0;
   const send = (c: Connection, f: ServerFrame) => c.send(f);
 
   const errorFrame = (code: Code, message: string, clientMsgId = "") =>
@@ -329,7 +343,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
             return reject("429 Too Many Requests", `at most ${config.maxConnectionsPerUser} connections per user\n`, ["retry-after", "30"]);
           }
           perUser.set(principal.userId, count + 1);
-          const connection = new Connection(ctx, randomUUID(), principal, format, config.postBurst);
+          const connection = new Connection(ctx, connectionsSeen++, principal, format, config.postBurst);
           if (query.get("resume") === "1") connection.holdUntil = Date.now() + START_HOLD_MS;
           upgrading++;
           res.cork(() => res.upgrade({ connection }, key, protocol, extensions, context));

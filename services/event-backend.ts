@@ -1,7 +1,11 @@
 /**
  * EventBackend over the API's services, in process (the domain services
  * called directly) or remote (Connect calls to an API process, for gateway
- * processes). Both page the same way.
+ * processes). Both page the same way. The remote one bounds how many reads
+ * are in flight at once: a burst of sockets (a reconnect storm) waits in a
+ * queue of small closures rather than in thousands of concurrent HTTP/2
+ * streams, whose buffers would leave the gateway's memory fragmented long
+ * after they are freed.
  */
 import { create } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
@@ -89,23 +93,48 @@ export interface RemoteApi {
   messages: Pick<MessageService, "postMessage">;
 }
 
+export interface RemoteApiOptions {
+  /**
+   * Most reads (a socket's channels at start, resume pages) in flight to the
+   * API at once; the rest wait in order. A reconnect storm opens sockets far
+   * faster than the API answers: unbounded, every waiting socket would hold
+   * an HTTP/2 stream, its buffers and its call state at the same moment.
+   */
+  maxConcurrentReads?: number;
+  /**
+   * How long one read may take before it fails (the socket that waited for
+   * it is closed with 1011 and reconnects): a read that never answers would
+   * otherwise hold its slot for good.
+   */
+  readTimeoutMs?: number;
+}
+
+/** Reads in flight to the API from one gateway process, by default. */
+export const MAX_CONCURRENT_READS = 32;
+export const READ_TIMEOUT_MS = 30_000;
+
 /**
  * For a gateway in another process: Connect calls to the API with the admin
  * credential acting for each user (the chat-on-behalf-of header).
  */
-export function createRemoteApi(apiUrl: string, adminToken: string): RemoteApi {
+export function createRemoteApi(apiUrl: string, adminToken: string, options: RemoteApiOptions = {}): RemoteApi {
   const transport = createConnectTransport({ baseUrl: apiUrl, httpVersion: "2", useBinaryFormat: true });
   const channels: Client<typeof ChannelServiceDesc> = createClient(ChannelServiceDesc, transport);
   const messages: Client<typeof MessageServiceDesc> = createClient(MessageServiceDesc, transport);
   const as = (user: UserPrincipal) => ({
     headers: { authorization: `Bearer ${adminToken}`, [ON_BEHALF_OF_HEADER]: user.userId.toString() },
   });
+  const timeoutMs = options.readTimeoutMs ?? READ_TIMEOUT_MS;
+  const asReading = (user: UserPrincipal) => ({ ...as(user), timeoutMs });
+  const read = createLimiter(options.maxConcurrentReads ?? MAX_CONCURRENT_READS);
+  const backend = createEventBackend({
+    // Taken under the slot of the whole channelsOf below, all pages in one.
+    listMyChannels: (user, req) => channels.listMyChannels(req, asReading(user)),
+    getChannel: (user, req) => read(() => channels.getChannel(req, asReading(user))),
+    listMessages: (user, req) => read(() => messages.listMessages(req, asReading(user))),
+  });
   return {
-    backend: createEventBackend({
-      listMyChannels: (user, req) => channels.listMyChannels(req, as(user)),
-      getChannel: (user, req) => channels.getChannel(req, as(user)),
-      listMessages: (user, req) => messages.listMessages(req, as(user)),
-    }),
+    backend: { ...backend, channelsOf: queuedChannelReads(backend.channelsOf, read) },
     messages: {
       async postMessage(user, req, onQueued): Promise<PostMessageResponse> {
         try {
@@ -115,5 +144,74 @@ export function createRemoteApi(apiUrl: string, adminToken: string): RemoteApi {
         }
       },
     },
+  };
+}
+
+type Limiter = <T>(call: () => Promise<T>) => Promise<T>;
+
+/** Runs at most `limit` calls at once; the others start in the order they came, as slots free up. */
+function createLimiter(limit: number): Limiter {
+  let active = 0;
+  // A queue with a moving head: a storm may queue tens of thousands.
+  let queue: Array<(() => void) | undefined> = [];
+  let head = 0;
+  /** Hands a finished call's slot to the longest waiting one, if any. */
+  const next = () => {
+    const start = queue[head];
+    if (!start) {
+      active--;
+      if (head > 0) {
+        queue = [];
+        head = 0;
+      }
+      return;
+    }
+    queue[head++] = undefined;
+    if (head > 1024 && head * 2 > queue.length) {
+      queue = queue.slice(head);
+      head = 0;
+    }
+    start();
+  };
+  return async <T>(call: () => Promise<T>): Promise<T> => {
+    if (active < limit) active++;
+    else await new Promise<void>((resolve) => queue.push(resolve));
+    try {
+      return await call();
+    } finally {
+      next();
+    }
+  };
+}
+
+/**
+ * A user's channels, read under the limiter. Sockets of one user that start
+ * while that user's read still waits for a slot share it (devices
+ * reconnecting together after a gateway restart), and a read whose sockets
+ * all closed while it waited is skipped. Only while it waits: a read already
+ * sent may be answered from a state before a later socket watched the user's
+ * membership changes, so a socket that starts after the read went out reads
+ * again.
+ */
+function queuedChannelReads(channelsOf: EventBackend["channelsOf"], read: Limiter): EventBackend["channelsOf"] {
+  const queued = new Map<bigint, { result?: Promise<bigint[]>; wanted: Array<(() => boolean) | undefined> }>();
+  return (user, stillWanted) => {
+    const userId = user.userId;
+    const waiting = queued.get(userId);
+    if (waiting?.result) {
+      waiting.wanted.push(stillWanted);
+      return waiting.result;
+    }
+    const entry: { result?: Promise<bigint[]>; wanted: Array<(() => boolean) | undefined> } = { wanted: [stillWanted] };
+    let sent = false;
+    const result = read(async () => {
+      sent = true;
+      if (queued.get(userId) === entry) queued.delete(userId);
+      if (!entry.wanted.some((wanted) => wanted === undefined || wanted())) return [];
+      return channelsOf(user);
+    });
+    entry.result = result;
+    if (!sent) queued.set(userId, entry);
+    return result;
   };
 }

@@ -24,8 +24,11 @@ import { toConnectError } from "./errors.js";
 
 /** What a session needs from the API. */
 export interface EventBackend {
-  /** Every channel the user belongs to. */
-  channelsOf(user: UserPrincipal): Promise<bigint[]>;
+  /**
+   * Every channel the user belongs to. A backend that queues reads may skip
+   * one (and answer anything) once stillWanted says its session is gone.
+   */
+  channelsOf(user: UserPrincipal, stillWanted?: () => boolean): Promise<bigint[]>;
   /**
    * Up to `limit` messages of the channel after `after`, oldest first, with
    * the channel's delivery mode. Throws NOT_FOUND or PERMISSION_DENIED for
@@ -67,9 +70,26 @@ const messageIdOf = (event: Event): bigint | undefined =>
   event.payload.case === "messagePosted" ? event.payload.value.message?.id : undefined;
 const eventFrame = (event: Event) => frame({ case: "event", value: event });
 
+/**
+ * A session's channels: a small array while there are few (most users; less
+ * than half the memory of a Set), a Set beyond. Arrays are replaced, never
+ * changed in place.
+ */
+type ChannelIds = readonly bigint[] | Set<bigint>;
+const SMALL_CHANNEL_LIST = 16;
+const NO_CHANNELS: readonly bigint[] = [];
+const hasChannel = (ids: ChannelIds, id: bigint): boolean => (ids instanceof Set ? ids.has(id) : ids.includes(id));
+const withChannel = (ids: ChannelIds, id: bigint): ChannelIds =>
+  ids instanceof Set ? ids.add(id) : ids.length < SMALL_CHANNEL_LIST ? ids.concat(id) : new Set(ids).add(id);
+const withoutChannel = (ids: ChannelIds, id: bigint): ChannelIds => {
+  if (!(ids instanceof Set)) return ids.filter((x) => x !== id);
+  ids.delete(id);
+  return ids;
+};
+
 export class EventSession {
   /** Every channel this session follows, live or held. */
-  private readonly channels = new Set<bigint>();
+  private channels: ChannelIds = NO_CHANNELS;
   /** Held channels with their buffered events; created on first use (most sessions never hold). */
   private held: Map<bigint, { events: Event[]; listener: (event: Event) => void }> | undefined;
   private heldCount = 0;
@@ -109,7 +129,7 @@ export class EventSession {
    */
   async start(hello: (channelIds: bigint[]) => void): Promise<void> {
     this.fanout.watchUser(this.user.userId, this.onUser);
-    const ids = await this.backend.channelsOf(this.user);
+    const ids = await this.backend.channelsOf(this.user, () => !this.closed);
     if (this.closed) return;
     for (const id of ids) this.add(id, this.holdAtStart);
     hello([...this.channels]);
@@ -144,7 +164,7 @@ export class EventSession {
       else if (!this.stopCatchingUp(channelId)) this.transport.unfollow(channelId);
     }
     this.held = undefined;
-    this.channels.clear();
+    this.channels = NO_CHANNELS;
   }
 
   private async runResume(cursors: ChannelCursor[]): Promise<void> {
@@ -155,7 +175,7 @@ export class EventSession {
     }
     const wanted = new Map<bigint, bigint>();
     for (const c of cursors) {
-      if (!this.channels.has(c.channelId)) {
+      if (!hasChannel(this.channels, c.channelId)) {
         this.sendError(Code.NotFound, `channel ${c.channelId}: not a channel of this session`);
         continue;
       }
@@ -168,7 +188,7 @@ export class EventSession {
       try {
         const page = await this.backend.missed(this.user, channelId, lastSeen, this.options.resumeLimit);
         if (this.closed) return;
-        if (!this.channels.has(channelId)) continue; // left the channel meanwhile
+        if (!hasChannel(this.channels, channelId)) continue; // left the channel meanwhile
         replayed = page.messages;
         complete = !page.hasMore;
         for (const message of replayed) {
@@ -190,7 +210,7 @@ export class EventSession {
       }
       const lastId = replayed.at(-1)?.id ?? lastSeen;
       this.transport.send(frame({ case: "resumed", value: { channelId, replayed: replayed.length, complete, lastId } }));
-      if (this.channels.has(channelId)) this.release(channelId, lastId);
+      if (hasChannel(this.channels, channelId)) this.release(channelId, lastId);
     }
     // A start-up hold ends with the first resume: channels without a cursor go live too.
     this.releaseAll();
@@ -210,14 +230,15 @@ export class EventSession {
   }
 
   private add(channelId: bigint, held: boolean): void {
-    if (this.channels.has(channelId)) return;
-    this.channels.add(channelId);
+    if (hasChannel(this.channels, channelId)) return;
+    this.channels = withChannel(this.channels, channelId);
     if (held) this.hold(channelId, false);
     else this.transport.follow(channelId);
   }
 
   private remove(channelId: bigint): void {
-    if (!this.channels.delete(channelId)) return;
+    if (!hasChannel(this.channels, channelId)) return;
+    this.channels = withoutChannel(this.channels, channelId);
     const held = this.held?.get(channelId);
     if (held) {
       this.fanout.unwatchChannel(channelId, held.listener);

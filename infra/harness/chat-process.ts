@@ -37,7 +37,11 @@ export async function startChatProcess(
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   let gatewayUrls: string[] = [];
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "chat started" line in time; stderr: ${stderr}`)), 20_000);
+    const timer = setTimeout(() => {
+      // Nobody can stop a server whose start failed: stop it here.
+      child.kill("SIGKILL");
+      reject(new Error(`no "chat started" line in time; stderr: ${stderr}`));
+    }, 20_000);
     createInterface({ input: child.stdout! }).on("line", (line) => {
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
