@@ -40,13 +40,11 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import Database from "better-sqlite3";
 import cassandra from "cassandra-driver";
 import { execFileSync, fork, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import WebSocket from "ws";
 import { ChannelService, DeliveryMode } from "../gen/chat/v1/channel_pb.js";
 import { ServerFrameSchema } from "../gen/chat/v1/frame_pb.js";
@@ -56,13 +54,21 @@ import { CASSANDRA_VERSION, startCassandra } from "../infra/harness/cassandra.js
 import { startChatProcess, type ChatProcess } from "../infra/harness/chat-process.js";
 import { ensureNatsServer, startNatsServer } from "../infra/harness/nats-server.js";
 import { stopChild } from "../infra/harness/processes.js";
+import { ask } from "./support/ipc.js";
+import { cleanupAll, isStopping, onCleanup, runMain, stopOnSignalsAndTimeout, track } from "./support/lifecycle.js";
 import { machineInfo } from "./support/machine.js";
+import { inParallel } from "./support/parallel.js";
+import { benchParams, envOf } from "./support/params.js";
 import { openPostStream } from "./support/post-stream.js";
+import { cpuSeconds } from "./support/proc.js";
+import { scrape } from "./support/scrape-workers.js";
+import type { WorkerStats } from "./support/ws-load-worker.js";
 import { summarize, type LatencySummary } from "./support/stats.js";
+import { packageVersions, sqliteVersion } from "./support/versions.js";
 import { createH2Caller, h2session } from "./support/h2-caller.js";
 
 // ---------------------------------------------------------------------------
-// Parameters: CLI flag, else CHAT_BENCH_<FLAG>, else the --quick preset, else the default.
+// Parameters: CLI flag, else CHAT_BENCH_<FLAG>, else the --quick preset, else the default (support/params.ts).
 
 const NUMERIC = {
   "post-seconds": { full: 10, quick: 3, what: "seconds of each posts/s measurement" },
@@ -81,26 +87,8 @@ const NUMERIC = {
   "cassandra-heap": { full: 1024, quick: 1024, what: "Cassandra heap (MiB)" },
   "timeout-minutes": { full: 40, quick: 8, what: "hard limit on the whole run" },
 } as const;
-type NumericFlag = keyof typeof NUMERIC;
 
-const { values: cli } = parseArgs({
-  options: {
-    quick: { type: "boolean" },
-    modes: { type: "string" },
-    cassandra: { type: "string" },
-    nats: { type: "string" },
-    ...(Object.fromEntries(Object.keys(NUMERIC).map((k) => [k, { type: "string" }])) as Record<NumericFlag, { type: "string" }>),
-  },
-});
-const envOf = (flag: string) => process.env[`CHAT_BENCH_${flag.toUpperCase().replaceAll("-", "_")}`] || undefined;
-const QUICK = cli.quick === true || ["1", "true", "yes"].includes(envOf("quick") ?? "");
-const P = {} as Record<NumericFlag, number>;
-for (const [flag, spec] of Object.entries(NUMERIC) as Array<[NumericFlag, (typeof NUMERIC)[NumericFlag]]>) {
-  const raw = (cli[flag] as string | undefined) ?? envOf(flag);
-  const value = raw === undefined ? (QUICK ? spec.quick : spec.full) : Number(raw);
-  if (!Number.isFinite(value) || value < 0) throw new Error(`--${flag}: expected a non-negative number (${spec.what}), got ${raw}`);
-  P[flag] = value;
-}
+const { cli, quick: QUICK, P } = benchParams(NUMERIC, { modes: { type: "string" }, cassandra: { type: "string" }, nats: { type: "string" } });
 const MODES = ((cli.modes as string | undefined) ?? envOf("modes") ?? "embedded,scale-out")
   .split(",")
   .map((m) => m.trim())
@@ -116,104 +104,11 @@ const JWT_SECRET = "bench-jwt-secret-0123456789-0123456789";
 const PAGE = 50;
 const GOALS = { postsPerSecond: 5000, listColdP99Ms: 15, deliveryP99Ms: 25 };
 
-// ---------------------------------------------------------------------------
-// Everything started is stopped: in reverse order, on success, error, timeout or signal.
-
-const cleanups = new Map<number, () => Promise<void>>();
-let cleanupSeq = 0;
-const children = new Set<ChildProcess>();
-
-/** Registers a stop action; returns it, to run now (once) and unregister. */
-function onCleanup(name: string, run: () => Promise<void>): () => Promise<void> {
-  const id = cleanupSeq++;
-  let running: Promise<void> | undefined;
-  const once = () =>
-    (running ??= run()
-      .catch((err: unknown) => console.error(`stopping ${name} failed: ${err instanceof Error ? err.message : String(err)}`))
-      .finally(() => cleanups.delete(id)));
-  cleanups.set(id, once);
-  return once;
-}
-
-async function cleanupAll(): Promise<void> {
-  for (const id of [...cleanups.keys()].sort((a, b) => b - a)) await cleanups.get(id)?.();
-  // A child caught mid-start (before its harness handed it over) is still our child: stop it by its pid.
-  const left = ownChildren();
-  for (const pid of left) signal(pid, "SIGTERM");
-  const deadline = Date.now() + 10_000;
-  while (left.some(alive) && Date.now() < deadline) await sleep(100);
-  for (const pid of left) if (alive(pid)) signal(pid, "SIGKILL");
-}
-
-/** Live processes whose parent is this process (every one of them started by this benchmark). */
-function ownChildren(): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[1]) === process.pid && fields[0] !== "Z") out.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
-  }
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // already gone
-  }
-}
-
-function track(child: ChildProcess): ChildProcess {
-  children.add(child);
-  child.once("exit", () => children.delete(child));
-  return child;
-}
-
-// Last resort if the process exits before the cleanup finished: nothing outlives us.
-process.on("exit", () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-  for (const pid of ownChildren()) signal(pid, "SIGKILL");
-});
-let interrupted = false;
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    console.error(`\n${signal}: stopping everything the benchmark started...`);
-    void cleanupAll().finally(() => process.exit(130));
-  });
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nowMs = () => performance.timeOrigin + performance.now();
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
 /** An h2c session whose errors surface on its streams instead of crashing the benchmark. */
-
-/** Runs fn(0..n-1) with at most `concurrency` calls in flight. */
-async function inParallel(n: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, concurrency) }, async () => {
-      while (next < n) await fn(next++);
-    }),
-  );
-}
 
 function shuffle<T>(a: T[]): T[] {
   for (let i = a.length - 1; i > 0; i--) {
@@ -223,22 +118,6 @@ function shuffle<T>(a: T[]): T[] {
   return a;
 }
 
-/** Prometheus samples whose names start with one of `names`, from a server's /metrics; {} if unreachable. */
-async function scrape(url: string, names: string[]): Promise<Record<string, number>> {
-  try {
-    const text = await (await fetch(url, { signal: AbortSignal.timeout(5000) })).text();
-    const out: Record<string, number> = {};
-    for (const line of text.split("\n")) {
-      if (line.startsWith("#") || !names.some((n) => line.startsWith(n))) continue;
-      const i = line.lastIndexOf(" ");
-      out[line.slice(0, i)] = Number(line.slice(i + 1));
-    }
-    return out;
-  } catch {
-    return {};
-  }
-}
-
 /** What grew between two scrapes. */
 function grown(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(after).flatMap(([k, v]) => (v - (before[k] ?? 0) !== 0 ? [[k, v - (before[k] ?? 0)]] : [])));
@@ -246,25 +125,6 @@ function grown(before: Record<string, number>, after: Record<string, number>): R
 
 // ---------------------------------------------------------------------------
 // CPU per process (from /proc), so that figures on a shared 2-core machine can be read.
-
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-function cpuSeconds(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the command.
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Measures the CPU each process used during a phase, as % of one core. */
 function cpuMeter(pids: () => Record<string, number | undefined>) {
@@ -710,28 +570,6 @@ async function measureReads(
   }
 }
 
-interface WorkerStats {
-  frames: number;
-  bytes: number;
-  open: number;
-  closed: number;
-}
-
-function ask<T>(child: ChildProcess, message: object, reply: string, timeoutMs = 120_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => (child.off("message", on), reject(new Error(`load worker: no "${reply}" in ${timeoutMs} ms`))), timeoutMs);
-    const on = (m: { type: string }) => {
-      if (m.type === reply) {
-        clearTimeout(timer);
-        child.off("message", on);
-        resolve(m as T);
-      }
-    };
-    child.on("message", on);
-    child.send(message);
-  });
-}
-
 async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setupClients>, meterPids: () => Record<string, number | undefined>) {
   const spu = Math.max(1, P["sockets-per-user"]);
   const group = Math.max(1, P.group);
@@ -923,7 +761,7 @@ async function runMode(mode: Mode, infra: Infra | undefined): Promise<Record<str
   } catch (err) {
     result.error = err instanceof Error ? (err.stack ?? err.message) : String(err);
     console.error(`${mode} failed: ${String(result.error)}`);
-    if (interrupted) throw err;
+    if (isStopping()) throw err;
   } finally {
     // Warnings and errors the servers logged during the run.
     result.serverLog = dep.processes.map((p) => {
@@ -945,30 +783,10 @@ async function runMode(mode: Mode, infra: Infra | undefined): Promise<Record<str
 }
 
 function versionsOf(): Record<string, unknown> {
-  const pkg = (name: string) => {
-    try {
-      return (JSON.parse(readFileSync(path.join("node_modules", name, "package.json"), "utf8")) as { version: string }).version;
-    } catch {
-      return undefined;
-    }
-  };
-  let sqlite: string | undefined;
-  try {
-    const db = new Database(":memory:");
-    sqlite = (db.prepare("select sqlite_version() as v").get() as { v: string }).v;
-    db.close();
-  } catch {
-    sqlite = undefined;
-  }
   return {
     node: process.version,
-    sqlite,
-    packages: Object.fromEntries(
-      ["@connectrpc/connect", "@connectrpc/connect-node", "@bufbuild/protobuf", "better-sqlite3", "cassandra-driver", "nats", "uWebSockets.js"].map((n) => [
-        n,
-        pkg(n),
-      ]),
-    ),
+    sqlite: sqliteVersion(),
+    packages: packageVersions(["@connectrpc/connect", "@connectrpc/connect-node", "@bufbuild/protobuf", "better-sqlite3", "cassandra-driver", "nats", "uWebSockets.js"]),
   };
 }
 
@@ -988,11 +806,7 @@ function cassandraSettings(): Record<string, string> {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const watchdog = setTimeout(() => {
-    console.error(`timeout: the run exceeded ${P["timeout-minutes"]} minutes (--timeout-minutes); stopping everything`);
-    void cleanupAll().finally(() => process.exit(1));
-  }, P["timeout-minutes"] * 60_000);
-  watchdog.unref();
+  stopOnSignalsAndTimeout(P["timeout-minutes"]);
 
   const result: Record<string, unknown> = {
     kind: "cluster",
@@ -1027,7 +841,7 @@ async function main(): Promise<void> {
           }
           modes["scale-out"] = await runMode("scale-out", infra);
         } catch (err) {
-          if (interrupted) throw err;
+          if (isStopping()) throw err;
           modes["scale-out"] = { error: err instanceof Error ? (err.stack ?? err.message) : String(err) };
           console.error(`scale-out failed: ${String(modes["scale-out"].error)}`);
         } finally {
@@ -1138,8 +952,4 @@ function fmt(s: LatencySummary): string {
   return `p50 ${s.p50} ms, p99 ${s.p99} ms (n=${s.count})`;
 }
 
-main().catch(async (err: unknown) => {
-  console.error(err);
-  await cleanupAll();
-  process.exit(1);
-});
+runMain(main);

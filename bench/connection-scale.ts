@@ -39,12 +39,10 @@
  * everything it started, also on error, timeout and SIGINT.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import Database from "better-sqlite3";
 import { fork, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { CreateChannelRequestSchema, CreateChannelResponseSchema, JoinChannelRequestSchema } from "../gen/chat/v1/channel_pb.js";
 import { PostMessageRequestSchema, PostMessageResponseSchema } from "../gen/chat/v1/message_pb.js";
 import { CreateUserRequestSchema, CreateUserResponseSchema } from "../gen/chat/v1/user_pb.js";
@@ -54,12 +52,15 @@ import { createAuthenticator } from "../services/auth.js";
 import { createH2Caller, type H2Caller } from "./support/h2-caller.js";
 import type { FailureSample, OpenRequest, WorkerStats } from "./support/idle-socket-worker.js";
 import { inspectorUrls, memoryAfterGcOfAll, type ProcessMemory } from "./support/inspector-all.js";
+import { ask as askChild } from "./support/ipc.js";
+import { cleanupAll, isStopping, onCleanup, stopOnSignalsAndTimeout, trackPid } from "./support/lifecycle.js";
 import { heapSummary, type HeapGroup } from "./support/heap-summary.js";
 import { machineInfo } from "./support/machine.js";
 import { grownSamples, scrapeEveryProcess, sumSamples, type Samples } from "./support/scrape-workers.js";
+import { inParallel } from "./support/parallel.js";
+import { benchParams, flagOn } from "./support/params.js";
 import {
   ACCEPT_COUNTERS,
-  alive,
   childrenOf,
   counterDelta,
   cpuSeconds,
@@ -71,13 +72,13 @@ import {
   openFiles,
   openFilesLimit,
   rssBytes,
-  signal,
   tcpCounters,
 } from "./support/proc.js";
 import { median, summarize } from "./support/stats.js";
+import { packageVersions, sqliteVersion } from "./support/versions.js";
 
 // ---------------------------------------------------------------------------
-// Parameters: CLI flag, else CHAT_BENCH_<FLAG>, else the --quick preset, else the default.
+// Parameters: CLI flag, else CHAT_BENCH_<FLAG>, else the --quick preset, else the default (support/params.ts).
 
 const NUMERIC = {
   connections: { full: 200_000, quick: 20_000, what: "WebSockets to open and hold" },
@@ -97,26 +98,10 @@ const NUMERIC = {
   "max-connections-per-worker": { full: 0, quick: 0, what: "CHAT_GATEWAY_MAX_CONNECTIONS; 0: the product's default (open-files limit minus 5 %)" },
   "timeout-minutes": { full: 25, quick: 4, what: "hard limit on the whole run" },
 } as const;
-type NumericFlag = keyof typeof NUMERIC;
 
-const { values: cli } = parseArgs({
-  options: {
-    quick: { type: "boolean" },
-    "heap-summary": { type: "boolean" },
-    ...(Object.fromEntries(Object.keys(NUMERIC).map((k) => [k, { type: "string" }])) as Record<NumericFlag, { type: "string" }>),
-  },
-});
-const envOf = (flag: string) => process.env[`CHAT_BENCH_${flag.toUpperCase().replaceAll("-", "_")}`] || undefined;
-const QUICK = cli.quick === true || ["1", "true", "yes"].includes(envOf("quick") ?? "");
+const { cli, quick: QUICK, P } = benchParams(NUMERIC, { "heap-summary": { type: "boolean" } }, true);
 /** Heap snapshots of one gateway worker before and after: JS heap per connection by object kind. */
-const HEAP_SUMMARY = cli["heap-summary"] === true || ["1", "true", "yes"].includes(envOf("heap-summary") ?? "");
-const P = {} as Record<NumericFlag, number>;
-for (const [flag, spec] of Object.entries(NUMERIC) as Array<[NumericFlag, (typeof NUMERIC)[NumericFlag]]>) {
-  const raw = (cli[flag] as string | undefined) ?? envOf(flag);
-  const value = raw === undefined ? (QUICK ? spec.quick : spec.full) : Number(raw);
-  if (!Number.isInteger(value) || value < 0) throw new Error(`--${flag}: expected a non-negative integer (${spec.what}), got ${raw}`);
-  P[flag] = value;
-}
+const HEAP_SUMMARY = flagOn(cli, "heap-summary");
 if (P.connections < 1) throw new Error("--connections: expected at least 1");
 if (P["sockets-per-user"] < 1 || P["per-client"] < 1 || P["per-source"] < 1 || P.concurrency < 1 || P["listen-addresses"] < 1) {
   throw new Error("--sockets-per-user, --per-client, --per-source, --concurrency and --listen-addresses must be at least 1");
@@ -144,33 +129,6 @@ const log = (line: string) => console.log(`[${new Date().toISOString().slice(11,
 const mib = (b: number | undefined) => (b === undefined ? undefined : Math.round(b / 104857.6) / 10);
 
 // ---------------------------------------------------------------------------
-// Everything started is stopped: in reverse order, on success, error, timeout or signal.
-
-const cleanups: Array<{ name: string; run: () => Promise<void> }> = [];
-/** pids to make sure of at the very end (gateway workers are our grandchildren). */
-const knownPids = new Set<number>();
-
-async function cleanupAll(): Promise<void> {
-  while (cleanups.length > 0) {
-    const { name, run } = cleanups.pop()!;
-    try {
-      await run();
-    } catch (err) {
-      console.error(`stopping ${name} failed: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
-  const left = [...new Set([...knownPids, ...childrenOf(process.pid)])].filter(alive);
-  for (const pid of left) signal(pid, "SIGTERM");
-  const deadline = Date.now() + 10_000;
-  while (left.some(alive) && Date.now() < deadline) await sleep(100);
-  for (const pid of left) if (alive(pid)) signal(pid, "SIGKILL");
-}
-
-process.on("exit", () => {
-  for (const pid of [...knownPids, ...childrenOf(process.pid)]) if (alive(pid)) signal(pid, "SIGKILL");
-});
-
-// ---------------------------------------------------------------------------
 // Load-generator processes.
 
 interface Client {
@@ -181,19 +139,9 @@ interface Client {
   opened?: WorkerStats;
 }
 
+/** A load generator's reply to `message` (60 s at the most). */
 function ask<T>(child: ChildProcess, message: object, reply: string, timeoutMs = 60_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => (child.off("message", on), reject(new Error(`load generator: no "${reply}" in ${timeoutMs} ms`))), timeoutMs);
-    const on = (m: { type: string }) => {
-      if (m.type === reply) {
-        clearTimeout(timer);
-        child.off("message", on);
-        resolve(m as T);
-      }
-    };
-    child.on("message", on);
-    child.send(message);
-  });
+  return askChild<T>(child, message, reply, timeoutMs, "load generator");
 }
 
 function merge(into: Record<string, number>, from: Record<string, number>): Record<string, number> {
@@ -201,18 +149,8 @@ function merge(into: Record<string, number>, from: Record<string, number>): Reco
   return into;
 }
 
-interface Totals {
-  attempted: number;
-  retried: number;
-  gaveUp: number;
-  helloed: number;
-  open: number;
-  failed: Record<string, number>;
-  closedAfterHello: Record<string, number>;
-  servers: Record<string, number>;
-  clientRss: number;
-  failureSamples: FailureSample[];
-}
+/** The load generators' WorkerStats added up (their resident memory as clientRss). */
+type Totals = Omit<WorkerStats, "openMs" | "rss"> & { clientRss: number };
 
 async function totals(clients: Client[]): Promise<Totals> {
   const all = await Promise.all(clients.map((c) => ask<WorkerStats>(c.child, { type: "stats" }, "stats")));
@@ -275,15 +213,6 @@ async function unary<T>(
   const r = await caller.call(procedure, token, body);
   if (r.status !== 200) throw new Error(`${procedure}: HTTP ${r.status} ${r.body.toString("utf8").slice(0, 200)}`);
   return decode(r.body);
-}
-
-async function inParallel(n: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, concurrency) }, async () => {
-      while (next < n) await fn(next++);
-    }),
-  );
 }
 
 async function seed(apiUrl: string): Promise<{ tokens: string[]; channelId: bigint; figures: Record<string, unknown> }> {
@@ -403,25 +332,10 @@ function perConnection(before: ProcessFigures[], after: ProcessFigures[], held: 
 // ---------------------------------------------------------------------------
 
 function versionsOf(): Record<string, unknown> {
-  const pkg = (name: string) => {
-    try {
-      return (JSON.parse(readFileSync(path.join("node_modules", name, "package.json"), "utf8")) as { version: string }).version;
-    } catch {
-      return undefined;
-    }
-  };
-  let sqlite: string | undefined;
-  try {
-    const db = new Database(":memory:");
-    sqlite = (db.prepare("select sqlite_version() as v").get() as { v: string }).v;
-    db.close();
-  } catch {
-    sqlite = undefined;
-  }
   return {
     node: process.version,
-    sqlite,
-    packages: Object.fromEntries(["uWebSockets.js", "@connectrpc/connect-node", "@bufbuild/protobuf", "better-sqlite3", "jose"].map((n) => [n, pkg(n)])),
+    sqlite: sqliteVersion(),
+    packages: packageVersions(["uWebSockets.js", "@connectrpc/connect-node", "@bufbuild/protobuf", "better-sqlite3", "jose"]),
   };
 }
 
@@ -524,7 +438,7 @@ function handOff(before: Map<string, Samples>, after: Map<string, Samples>, pref
 
 async function run(result: Record<string, unknown>): Promise<void> {
   const dataDir = mkdtempSync(path.join(tmpdir(), "chat-conn-bench-"));
-  cleanups.push({ name: "data folder", run: async () => rmSync(dataDir, { recursive: true, force: true }) });
+  onCleanup("data folder", async () => rmSync(dataDir, { recursive: true, force: true }));
   const env: Record<string, string> = {
     CHAT_ADMIN_TOKEN: ADMIN,
     CHAT_JWT_SECRET: JWT_SECRET,
@@ -541,18 +455,15 @@ async function run(result: Record<string, unknown>): Promise<void> {
   log(`starting the chat system: role all, ${GATEWAY_WORKERS} gateway workers on ${LISTEN.join(", ")}`);
   const server = await startChatProcess(env, [], ["--inspect=127.0.0.1:0"]);
   const mainPid = server.child.pid!;
-  knownPids.add(mainPid);
-  cleanups.push({
-    name: "chat system",
-    run: async () => {
-      const workers = childrenOf(mainPid);
-      workers.forEach((p) => knownPids.add(p));
-      await stopChild(server.child, 20_000);
-    },
+  trackPid(mainPid);
+  onCleanup("chat system", async () => {
+    const workers = childrenOf(mainPid);
+    workers.forEach(trackPid);
+    await stopChild(server.child, 20_000);
   });
   let workerPids = childrenOf(mainPid);
   for (let i = 0; i < 50 && workerPids.length < GATEWAY_WORKERS; i++) (await sleep(100), (workerPids = childrenOf(mainPid)));
-  workerPids.forEach((p) => knownPids.add(p));
+  workerPids.forEach(trackPid);
   const destinations = server.gatewayUrls.map((u) => {
     const url = new URL(u);
     return { host: url.hostname, port: Number(url.port) };
@@ -608,23 +519,21 @@ async function run(result: Record<string, unknown>): Promise<void> {
     if (sourceCount > 250) throw new Error(`load generator ${c}: ${sourceCount} source addresses, at most 250 (raise --per-source)`);
     const sources = Array.from({ length: sourceCount }, (_, j) => `127.10.${c}.${j + 1}`);
     const child = fork(workerModule, [], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [] });
-    knownPids.add(child.pid!);
+    trackPid(child.pid!);
     clients.push({ child, index: c, sources, sockets });
   }
-  cleanups.push({
-    name: "load generators",
-    run: async () => {
-      await Promise.all(
-        clients.map(async (c) => {
-          if (c.child.exitCode !== null || c.child.signalCode !== null) return;
-          const exited = new Promise((r) => c.child.once("exit", r));
-          if (c.child.connected) c.child.send({ type: "close" });
-          await Promise.race([exited, sleep(15_000)]);
-          if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill("SIGKILL");
-        }),
-      );
-    },
+  onCleanup("load generators", async () => {
+    await Promise.all(
+      clients.map(async (c) => {
+        if (c.child.exitCode !== null || c.child.signalCode !== null) return;
+        const exited = new Promise((r) => c.child.once("exit", r));
+        if (c.child.connected) c.child.send({ type: "close" });
+        await Promise.race([exited, sleep(15_000)]);
+        if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill("SIGKILL");
+      }),
+    );
   });
+
   const clientPids = () => clients.map((c) => c.child.pid!);
   const groups = () => ({ main: [mainPid], workers: childrenOf(mainPid), clients: clientPids() });
   const portsPerPair = ephemeralPorts();
@@ -885,20 +794,10 @@ async function main(): Promise<void> {
     writeFileSync(file, JSON.stringify(result, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2) + "\n");
     return file;
   };
-  let stopping = false;
-  const abort = (why: string, code: number) => {
-    if (stopping) process.exit(code);
-    stopping = true;
-    console.error(`\n${why}: stopping everything the benchmark started...`);
-    result.error = why;
-    void cleanupAll().finally(() => {
-      console.error(`wrote ${write()} (partial)`);
-      process.exit(code);
-    });
-  };
-  for (const s of ["SIGINT", "SIGTERM"] as const) process.on(s, () => abort(s, 130));
-  const watchdog = setTimeout(() => abort(`timeout: the run exceeded ${P["timeout-minutes"]} minutes (--timeout-minutes)`, 1), P["timeout-minutes"] * 60_000);
-  watchdog.unref();
+  const disarmTimeout = stopOnSignalsAndTimeout(P["timeout-minutes"], (why) => {
+    result.error ??= why;
+    console.error(`wrote ${write()} (partial)`);
+  });
 
   try {
     await run(result);
@@ -907,15 +806,15 @@ async function main(): Promise<void> {
     console.error(`failed: ${String(result.error)}`);
     process.exitCode = 1;
   } finally {
-    if (!stopping) {
+    if (!isStopping()) {
       log("stopping load generators and the chat system");
       const t = performance.now();
       await cleanupAll();
       result.teardownSeconds = round((performance.now() - t) / 1000, 1);
     }
   }
-  if (stopping) return;
-  clearTimeout(watchdog);
+  if (isStopping()) return;
+  disarmTimeout();
   const file = write();
   console.log();
   console.log(summary(result));

@@ -36,12 +36,10 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { SignJWT } from "jose";
-import { execFileSync, fork, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { fork, type ChildProcess } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import WebSocket from "ws";
 import { ChannelService, DeliveryMode } from "../gen/chat/v1/channel_pb.js";
 import { ServerFrameSchema } from "../gen/chat/v1/frame_pb.js";
@@ -49,12 +47,20 @@ import { UserService } from "../gen/chat/v1/user_pb.js";
 import { startChatProcess } from "../infra/harness/chat-process.js";
 import { stopChild } from "../infra/harness/processes.js";
 import { inspectorUrl, memoryAfterGc, type MemoryAfterGc } from "./support/inspector.js";
+import { ask } from "./support/ipc.js";
+import { cleanupAll, isStopping, onCleanup, runMain, stopOnSignalsAndTimeout, tempDir, track } from "./support/lifecycle.js";
+import { cpuSeconds } from "./support/proc.js";
+import { packageVersions } from "./support/versions.js";
 import { machineInfo } from "./support/machine.js";
+import { inParallel } from "./support/parallel.js";
+import { benchParams, envOf } from "./support/params.js";
 import { openPostStream } from "./support/post-stream.js";
+import { scrape } from "./support/scrape-workers.js";
+import type { WorkerStats } from "./support/ws-load-worker.js";
 import { summarize, type LatencySummary } from "./support/stats.js";
 
 // ---------------------------------------------------------------------------
-// Parameters: CLI flag, else CHAT_BENCH_<FLAG>, else the --quick preset, else the default.
+// Parameters: CLI flag, else CHAT_BENCH_<FLAG>, else the --quick preset, else the default (support/params.ts).
 
 const NUMERIC = {
   sockets: { full: 10_000, quick: 2000, what: "WebSockets held (load generators)" },
@@ -68,25 +74,8 @@ const NUMERIC = {
   workers: { full: 2, quick: 2, what: "load-generator processes" },
   "timeout-minutes": { full: 15, quick: 6, what: "hard limit on the whole run" },
 } as const;
-type NumericFlag = keyof typeof NUMERIC;
 
-const { values: cli } = parseArgs({
-  options: {
-    quick: { type: "boolean" },
-    targets: { type: "string" },
-    delivery: { type: "string" },
-    ...(Object.fromEntries(Object.keys(NUMERIC).map((k) => [k, { type: "string" }])) as Record<NumericFlag, { type: "string" }>),
-  },
-});
-const envOf = (flag: string) => process.env[`CHAT_BENCH_${flag.toUpperCase().replaceAll("-", "_")}`] || undefined;
-const QUICK = cli.quick === true || ["1", "true", "yes"].includes(envOf("quick") ?? "");
-const P = {} as Record<NumericFlag, number>;
-for (const [flag, spec] of Object.entries(NUMERIC) as Array<[NumericFlag, (typeof NUMERIC)[NumericFlag]]>) {
-  const raw = (cli[flag] as string | undefined) ?? envOf(flag);
-  const value = raw === undefined ? (QUICK ? spec.quick : spec.full) : Number(raw);
-  if (!Number.isFinite(value) || value < 0) throw new Error(`--${flag}: expected a non-negative number (${spec.what}), got ${raw}`);
-  P[flag] = value;
-}
+const { cli, quick: QUICK, P } = benchParams(NUMERIC, { targets: { type: "string" }, delivery: { type: "string" } });
 for (const flag of ["sockets", "group", "sockets-per-user", "workers"] as const) if (P[flag] < 1) throw new Error(`--${flag}: at least 1`);
 type TargetName = "ours" | "baseline";
 const TARGETS = ((cli.targets as string | undefined) ?? envOf("targets") ?? "ours,baseline").split(",").map((t) => t.trim()) as TargetName[];
@@ -110,130 +99,22 @@ const nowMs = () => performance.timeOrigin + performance.now();
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
 // ---------------------------------------------------------------------------
-// Everything started is stopped: in reverse order, on success, error, timeout or signal.
-
-const cleanups: Array<{ name: string; run: () => Promise<void>; done: boolean }> = [];
-const children = new Set<ChildProcess>();
-
-function onCleanup(name: string, run: () => Promise<void>): () => Promise<void> {
-  const entry = { name, run, done: false };
-  cleanups.push(entry);
-  return async () => {
-    if (entry.done) return;
-    entry.done = true;
-    await run().catch((err: unknown) => console.error(`stopping ${name} failed: ${err instanceof Error ? err.message : String(err)}`));
-  };
-}
-
-async function cleanupAll(): Promise<void> {
-  for (const entry of [...cleanups].reverse()) {
-    if (entry.done) continue;
-    entry.done = true;
-    await entry.run().catch((err: unknown) => console.error(`stopping ${entry.name} failed: ${err instanceof Error ? err.message : String(err)}`));
-  }
-  // A child caught mid-start (before it was handed over) is still ours: stop it by its pid.
-  const left = ownChildren();
-  for (const pid of left) signal(pid, "SIGTERM");
-  const deadline = Date.now() + 10_000;
-  while (left.some(alive) && Date.now() < deadline) await sleep(100);
-  for (const pid of left) if (alive(pid)) signal(pid, "SIGKILL");
-}
-
-/** Live processes whose parent is this process (each one started by this benchmark). */
-function ownChildren(): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[1]) === process.pid && fields[0] !== "Z") out.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
-  }
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // already gone
-  }
-}
-
-function track<C extends ChildProcess>(child: C): C {
-  children.add(child);
-  child.once("exit", () => children.delete(child));
-  return child;
-}
-
-/** Temporary folders, removed at exit whatever happened. */
-const tempDirs = new Set<string>();
-function tempDir(prefix: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), prefix));
-  tempDirs.add(dir);
-  return dir;
-}
-
-// Last resort if the process exits before the cleanup finished: nothing outlives us.
-process.on("exit", () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-  for (const pid of ownChildren()) signal(pid, "SIGKILL");
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-});
-let interrupted = false;
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    console.error(`\n${sig}: stopping everything the benchmark started...`);
-    void cleanupAll().finally(() => process.exit(130));
-  });
-}
-
-// ---------------------------------------------------------------------------
 // CPU per process (from /proc), so that figures on a shared machine can be read.
 
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-function cpuSeconds(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  } catch {
-    return undefined;
-  }
+function cpuSecondsOf(pid: number | undefined): number | undefined {
+  return pid === undefined ? undefined : cpuSeconds(pid);
 }
 
 /** CPU used during a phase, as % of one core: the server, the load generators together, this process. */
 function cpuMeter(server: number | undefined, workers: ChildProcess[]) {
   const start = performance.now();
-  const sum = (pids: Array<number | undefined>) => pids.reduce<number>((a, p) => a + (cpuSeconds(p) ?? 0), 0);
-  const s0 = cpuSeconds(server);
+  const sum = (pids: Array<number | undefined>) => pids.reduce<number>((a, p) => a + (cpuSecondsOf(p) ?? 0), 0);
+  const s0 = cpuSecondsOf(server);
   const w0 = sum(workers.map((w) => w.pid));
   const b0 = process.cpuUsage();
   return () => {
     const wall = (performance.now() - start) / 1000;
-    const s1 = cpuSeconds(server);
+    const s1 = cpuSecondsOf(server);
     const b = process.cpuUsage(b0);
     const pct = (x: number) => Math.round((x / wall) * 100);
     return {
@@ -300,15 +181,6 @@ async function populateLocally(): Promise<Population> {
   for (let i = 0; i < USERS; i++) users.push({ id: BigInt(1000 + i), token: await sign(BigInt(1000 + i)) });
   const probe = { id: 999n, token: await sign(999n) };
   return { users, probe, everyone: 1n, groups: Array.from({ length: GROUPS }, (_, g) => BigInt(2 + g)), source: "signed by the benchmark (no API in this run)" };
-}
-
-async function inParallel(n: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, concurrency) }, async () => {
-      while (next < n) await fn(next++);
-    }),
-  );
 }
 
 // ---------------------------------------------------------------------------
@@ -477,47 +349,8 @@ async function startBaseline(pop: Population): Promise<Target> {
   };
 }
 
-/** Prometheus samples whose names start with one of `names`; {} if unreachable. */
-async function scrape(url: string, names: string[]): Promise<Record<string, number>> {
-  try {
-    const text = await (await fetch(url, { signal: AbortSignal.timeout(5000) })).text();
-    const out: Record<string, number> = {};
-    for (const line of text.split("\n")) {
-      if (line.startsWith("#") || !names.some((n) => line.startsWith(n))) continue;
-      const i = line.lastIndexOf(" ");
-      out[line.slice(0, i)] = Number(line.slice(i + 1));
-    }
-    return out;
-  } catch {
-    return {};
-  }
-}
-
 // ---------------------------------------------------------------------------
 // Load generators (bench/support/ws-load-worker.ts), the same for both targets.
-
-interface WorkerStats {
-  frames: number;
-  bytes: number;
-  open: number;
-  closed: number;
-}
-
-function ask<T>(child: ChildProcess, message: object, reply: string, timeoutMs = 120_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => (child.off("message", on), reject(new Error(`load worker: no "${reply}" in ${timeoutMs} ms`))), timeoutMs);
-    const on = (m: { type: string }) => {
-      if (m.type === reply) {
-        clearTimeout(timer);
-        child.off("message", on);
-        resolve(m as T);
-      }
-    };
-    child.on("message", on);
-    if (!child.connected) return (clearTimeout(timer), child.off("message", on), reject(new Error("load worker: gone")));
-    child.send(message, (err) => err && (clearTimeout(timer), child.off("message", on), reject(err)));
-  });
-}
 
 function startWorkers(): { workers: ChildProcess[]; stop: () => Promise<void> } {
   const workers: ChildProcess[] = [];
@@ -836,16 +669,9 @@ function table(results: Partial<Record<TargetName, Figures>>): string {
 }
 
 function versionsOf(): Record<string, unknown> {
-  const pkg = (name: string) => {
-    try {
-      return (JSON.parse(readFileSync(path.join("node_modules", name, "package.json"), "utf8")) as { version: string }).version;
-    } catch {
-      return undefined;
-    }
-  };
   return {
     node: process.version,
-    packages: Object.fromEntries(["uWebSockets.js", "ws", "jose", "@bufbuild/protobuf", "@connectrpc/connect-node", "better-sqlite3"].map((n) => [n, pkg(n)])),
+    packages: packageVersions(["uWebSockets.js", "ws", "jose", "@bufbuild/protobuf", "@connectrpc/connect-node", "better-sqlite3"]),
   };
 }
 
@@ -853,11 +679,7 @@ function versionsOf(): Record<string, unknown> {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const watchdog = setTimeout(() => {
-    console.error(`timeout: the run exceeded ${P["timeout-minutes"]} minutes (--timeout-minutes); stopping everything`);
-    void cleanupAll().finally(() => process.exit(1));
-  }, P["timeout-minutes"] * 60_000);
-  watchdog.unref();
+  stopOnSignalsAndTimeout(P["timeout-minutes"]);
 
   const result: Record<string, unknown> = {
     kind: "fanout-compare",
@@ -901,7 +723,7 @@ async function main(): Promise<void> {
           await target.stop();
         }
       } catch (err) {
-        if (interrupted) throw err;
+        if (isStopping()) throw err;
         errors[name] = err instanceof Error ? (err.stack ?? err.message) : String(err);
         console.error(`${name} failed: ${errors[name]}`);
       }
@@ -927,8 +749,4 @@ async function main(): Promise<void> {
   if (Object.keys(errors).length) process.exitCode = 1;
 }
 
-main().catch(async (err: unknown) => {
-  console.error(err);
-  await cleanupAll();
-  process.exit(1);
-});
+runMain(main);

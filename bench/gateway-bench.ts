@@ -37,6 +37,7 @@ import { inspectorUrl, memoryAfterGc } from "./support/inspector.js";
 import { machineInfo } from "./support/machine.js";
 import { openPostStream } from "./support/post-stream.js";
 import { median, summarize } from "./support/stats.js";
+import type { WorkerStats } from "./support/ws-load-worker.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -64,13 +65,6 @@ const ADMIN = "bench-admin-token-0123456789";
 const SOCKETS_PER_USER = Number(args["sockets-per-user"]);
 /** Users per small channel. */
 const GROUP_SIZE = Number(args.group);
-
-interface Stats {
-  frames: number;
-  bytes: number;
-  open: number;
-  closed: number;
-}
 
 function ask<T>(child: ChildProcess, message: object, reply: string): Promise<T> {
   return new Promise((resolve) => {
@@ -185,7 +179,7 @@ async function main() {
     let closedEarly = 0;
     for (let i = 0; i < 1500 && hellos + closedEarly < open; i++) {
       if (i > 0) await sleep(20);
-      const s = await Promise.all(workers.map((w) => ask<Stats>(w, { type: "stats" }, "stats")));
+      const s = await Promise.all(workers.map((w) => ask<WorkerStats>(w, { type: "stats" }, "stats")));
       hellos = s.reduce((a, x) => a + x.frames, 0);
       closedEarly = s.reduce((a, x) => a + x.closed, 0);
     }
@@ -220,7 +214,7 @@ async function main() {
     );
 
     const deliveries = async () => {
-      const s = await Promise.all(workers.map((w) => ask<Stats>(w, { type: "stats" }, "stats")));
+      const s = await Promise.all(workers.map((w) => ask<WorkerStats>(w, { type: "stats" }, "stats")));
       return { frames: s.reduce((a, x) => a + x.frames, 0), closed: s.reduce((a, x) => a + x.closed, 0) };
     };
     const reset = () => Promise.all(workers.map((w) => ask(w, { type: "reset" }, "reset")));

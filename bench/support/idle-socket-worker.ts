@@ -22,6 +22,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { ServerFrameSchema } from "../../gen/chat/v1/frame_pb.js";
+import { clientFrame, eachServerFrame } from "./ws-frames.js";
 
 export interface OpenRequest {
   type: "open";
@@ -192,28 +193,11 @@ class IdleSocket {
       pending = pending.subarray(end + 4);
       this.bytesAfter101 = pending.length;
     }
-    // Server frames (unmasked): FIN/opcode byte, length, payload.
-    for (;;) {
-      if (pending.length < 2) break;
-      const opcode = pending[0]! & 0x0f;
-      let length = pending[1]! & 0x7f;
-      let offset = 2;
-      if (length === 126) {
-        if (pending.length < 4) break;
-        length = pending.readUInt16BE(2);
-        offset = 4;
-      } else if (length === 127) {
-        if (pending.length < 10) break;
-        length = Number(pending.readBigUInt64BE(2));
-        offset = 10;
-      }
-      if (pending.length < offset + length) break;
-      const payload = pending.subarray(offset, offset + length);
+    pending = eachServerFrame(pending, (opcode, payload) => {
       if (opcode === 0x2 || opcode === 0x1) this.onMessage(payload);
       else if (opcode === 0x9) this.socket.write(clientFrame(0xa, payload));
       else if (opcode === 0x8) this.closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
-      pending = pending.subarray(offset + length);
-    }
+    });
     // Idle sockets keep no buffer of their own.
     this.pending = pending.length ? Buffer.from(pending) : EMPTY;
   }
@@ -262,15 +246,6 @@ let receipts: number[] = [];
 
 function count(into: Record<string, number>, kind: string): void {
   into[kind] = (into[kind] ?? 0) + 1;
-}
-
-/** A masked client frame (clients must mask), used for pongs. */
-function clientFrame(opcode: number, payload: Buffer): Buffer {
-  const mask = randomBytes(4);
-  const header = Buffer.from([0x80 | opcode, 0x80 | payload.length]);
-  const body = Buffer.alloc(payload.length);
-  for (let i = 0; i < payload.length; i++) body[i] = payload[i]! ^ mask[i & 3]!;
-  return Buffer.concat([header, mask, body]);
 }
 
 function stats(): WorkerStats {

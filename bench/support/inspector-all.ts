@@ -5,6 +5,7 @@
  * own on a free port and prints its URL on the shared stderr).
  */
 import WebSocket from "ws";
+import { inspectorCaller } from "./inspector.js";
 
 export interface ProcessMemory {
   pid: number;
@@ -28,21 +29,7 @@ export async function memoryAfterGcOf(url: string, timeoutMs = 60_000): Promise<
   const timer = setTimeout(() => ws.terminate(), timeoutMs);
   try {
     await new Promise((resolve, reject) => (ws.once("open", resolve), ws.once("error", reject)));
-    let id = 0;
-    const call = (method: string, params: object = {}) =>
-      new Promise<{ result?: { result?: { value?: string } } }>((resolve, reject) => {
-        const my = ++id;
-        const on = (data: Buffer) => {
-          const msg = JSON.parse(data.toString()) as { id?: number };
-          if (msg.id === my) {
-            ws.off("message", on);
-            resolve(msg as { result?: { result?: { value?: string } } });
-          }
-        };
-        ws.on("message", on);
-        ws.once("close", () => reject(new Error(`inspector ${url} closed`)));
-        ws.send(JSON.stringify({ id: my, method, params }));
-      });
+    const call = inspectorCaller(ws, url);
     await call("HeapProfiler.enable");
     await call("HeapProfiler.collectGarbage");
     await call("HeapProfiler.collectGarbage");

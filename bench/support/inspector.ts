@@ -22,12 +22,14 @@ export async function inspectorUrl(stderr: () => string, timeoutMs = 5000): Prom
   }
 }
 
-export async function memoryAfterGc(url: string): Promise<MemoryAfterGc> {
-  const ws = new WebSocket(url);
-  await new Promise((resolve, reject) => (ws.once("open", resolve), ws.once("error", reject)));
+/** A Chrome DevTools Protocol call over an open inspector socket; rejects if the socket closes first. */
+export type InspectorCall = (method: string, params?: object) => Promise<{ result?: { result?: { value?: string } } }>;
+
+/** Shared by this module and inspector-all.ts (why: one CDP request/reply, matched by id). */
+export function inspectorCaller(ws: WebSocket, url: string): InspectorCall {
   let id = 0;
-  const call = (method: string, params: object = {}) =>
-    new Promise<{ result?: { result?: { value?: string } } }>((resolve) => {
+  return (method, params = {}) =>
+    new Promise((resolve, reject) => {
       const my = ++id;
       const on = (data: Buffer) => {
         const msg = JSON.parse(data.toString()) as { id?: number };
@@ -37,8 +39,15 @@ export async function memoryAfterGc(url: string): Promise<MemoryAfterGc> {
         }
       };
       ws.on("message", on);
+      ws.once("close", () => reject(new Error(`inspector ${url} closed`)));
       ws.send(JSON.stringify({ id: my, method, params }));
     });
+}
+
+export async function memoryAfterGc(url: string): Promise<MemoryAfterGc> {
+  const ws = new WebSocket(url);
+  await new Promise((resolve, reject) => (ws.once("open", resolve), ws.once("error", reject)));
+  const call = inspectorCaller(ws, url);
   await call("HeapProfiler.enable");
   await call("HeapProfiler.collectGarbage");
   await call("HeapProfiler.collectGarbage");

@@ -7,6 +7,7 @@
  */
 import { randomBytes } from "node:crypto";
 import net from "node:net";
+import { clientFrame, eachServerFrame } from "./ws-frames.js";
 
 export class UpgradeError extends Error {
   constructor(
@@ -40,25 +41,6 @@ export interface LiteSocket {
   /** Close handshake (1000), at most waitMs for the server's close, then the TCP socket is destroyed. */
   close(code?: number, waitMs?: number): Promise<void>;
   destroy(): void;
-}
-
-function clientFrame(opcode: number, payload: Buffer): Buffer {
-  const mask = randomBytes(4);
-  const n = payload.length;
-  const headerLength = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const out = Buffer.allocUnsafe(headerLength + 4 + n);
-  out[0] = 0x80 | opcode;
-  if (n < 126) out[1] = 0x80 | n;
-  else if (n < 65536) {
-    out[1] = 0x80 | 126;
-    out.writeUInt16BE(n, 2);
-  } else {
-    out[1] = 0x80 | 127;
-    out.writeBigUInt64BE(BigInt(n), 2);
-  }
-  mask.copy(out, headerLength);
-  for (let i = 0; i < n; i++) out[headerLength + 4 + i] = payload[i]! ^ mask[i & 3]!;
-  return out;
 }
 
 export function openLiteSocket(options: LiteSocketOptions): Promise<LiteSocket> {
@@ -161,25 +143,7 @@ export function openLiteSocket(options: LiteSocketOptions): Promise<LiteSocket> 
         resolve(api);
         pending = pending.subarray(end + 4);
       }
-      for (;;) {
-        if (pending.length < 2) break;
-        const b0 = pending[0]!;
-        const opcode = b0 & 0x0f;
-        const fin = (b0 & 0x80) !== 0;
-        let length = pending[1]! & 0x7f;
-        let offset = 2;
-        if (length === 126) {
-          if (pending.length < 4) break;
-          length = pending.readUInt16BE(2);
-          offset = 4;
-        } else if (length === 127) {
-          if (pending.length < 10) break;
-          length = Number(pending.readBigUInt64BE(2));
-          offset = 10;
-        }
-        if (pending.length < offset + length) break;
-        const payload = pending.subarray(offset, offset + length);
-        pending = pending.subarray(offset + length);
+      pending = eachServerFrame(pending, (opcode, payload, fin) => {
         if (opcode === 0x1 || opcode === 0x2) {
           if (fin) options.onMessage?.(payload, opcode === 0x1);
           else {
@@ -204,7 +168,7 @@ export function openLiteSocket(options: LiteSocketOptions): Promise<LiteSocket> 
           }
           socket.end();
         }
-      }
+      });
       if (pending.length === 0) pending = Buffer.alloc(0);
     });
   });

@@ -36,6 +36,15 @@ export function parseSamples(text: string, prefixes: string[]): Samples {
   return out;
 }
 
+/** Prometheus samples whose names start with one of `names`, from one GET of a /metrics URL; {} if unreachable. */
+export async function scrape(url: string, names: string[]): Promise<Samples> {
+  try {
+    return parseSamples(await (await fetch(url, { signal: AbortSignal.timeout(5000) })).text(), names);
+  } catch {
+    return {};
+  }
+}
+
 /** Scrapes until `processes` distinct processes answered (or `attempts` GETs), keyed by start time and connection count. */
 export async function scrapeEveryProcess(
   addresses: Array<{ host: string; port: number }>,

@@ -12,6 +12,7 @@
  */
 import { randomBytes } from "node:crypto";
 import net from "node:net";
+import { clientFrame, eachServerFrame } from "./ws-frames.js";
 
 interface Target {
   host: string;
@@ -25,17 +26,16 @@ let frames = 0;
 let bytes = 0;
 let closed = 0;
 
-function send(message: object): void {
-  process.send?.(message);
+/** The answer to "stats" (the drivers import this type). */
+export interface WorkerStats {
+  frames: number;
+  bytes: number;
+  open: number;
+  closed: number;
 }
 
-/** A masked client frame (clients must mask), used for pongs. */
-function clientFrame(opcode: number, payload: Buffer): Buffer {
-  const mask = randomBytes(4);
-  const header = Buffer.from([0x80 | opcode, 0x80 | payload.length]);
-  const body = Buffer.alloc(payload.length);
-  for (let i = 0; i < payload.length; i++) body[i] = payload[i]! ^ mask[i & 3]!;
-  return Buffer.concat([header, mask, body]);
+function send(message: object): void {
+  process.send?.(message);
 }
 
 function openOne(target: Target): Promise<boolean> {
@@ -74,30 +74,15 @@ function openOne(target: Target): Promise<boolean> {
         resolve(true);
         pending = pending.subarray(end + 4);
       }
-      // Count server frames (unmasked): FIN/opcode byte, length, payload.
-      for (;;) {
-        if (pending.length < 2) break;
-        const opcode = pending[0]! & 0x0f;
-        let length = pending[1]! & 0x7f;
-        let offset = 2;
-        if (length === 126) {
-          if (pending.length < 4) break;
-          length = pending.readUInt16BE(2);
-          offset = 4;
-        } else if (length === 127) {
-          if (pending.length < 10) break;
-          length = Number(pending.readBigUInt64BE(2));
-          offset = 10;
-        }
-        if (pending.length < offset + length) break;
+      // Count server frames.
+      pending = eachServerFrame(pending, (opcode, payload) => {
         if (opcode === 0x2 || opcode === 0x1) {
           frames++;
-          bytes += length;
+          bytes += payload.length;
         } else if (opcode === 0x9) {
-          socket.write(clientFrame(0xa, pending.subarray(offset, offset + length)));
+          socket.write(clientFrame(0xa, payload));
         }
-        pending = pending.subarray(offset + length);
-      }
+      });
     });
   });
 }
@@ -125,7 +110,7 @@ process.on("message", async (message: { type: string; targets?: Target[]; socket
       break;
     }
     case "stats":
-      send({ type: "stats", frames, bytes, open: sockets.size, closed });
+      send({ type: "stats", frames, bytes, open: sockets.size, closed } satisfies WorkerStats & { type: string });
       break;
     case "reset":
       frames = 0;
