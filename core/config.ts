@@ -143,6 +143,9 @@ const integer = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 
+/** A comma-separated list; blanks around entries and empty entries are ignored. */
+const commaList = z.string().transform((v) => v.split(",").map((entry) => entry.trim()).filter((entry) => entry !== ""));
+
 const envSchema = z.object({
   CHAT_ROLE: z.enum(ROLES, { error: `expected one of ${ROLES.join(", ")}` }).default("all"),
   CHAT_NODE_ID: integer(0, MAX_NODE_ID).optional(),
@@ -150,9 +153,7 @@ const envSchema = z.object({
   CHAT_API_HOST: z.string().min(1, "must not be empty").default("127.0.0.1"),
   CHAT_API_PORT: integer(0, 65535).default(8080),
   CHAT_MAX_REQUEST_BYTES: integer(1024, 64 * 1024 * 1024).default(1024 * 1024),
-  CHAT_CORS_ORIGINS: z
-    .string()
-    .transform((v) => v.split(",").map((o) => o.trim()).filter((o) => o !== ""))
+  CHAT_CORS_ORIGINS: commaList
     .pipe(
       z.array(
         z.union([z.literal("*"), z.string().regex(/^https?:\/\/[^/\s]+$/, "expected \"*\" or origins like https://chat.example.com, comma-separated")]),
@@ -165,9 +166,7 @@ const envSchema = z.object({
   CHAT_TOKEN_MAX_TTL_SECONDS: integer(60, 366 * 86400).default(30 * 86400),
   CHAT_GATEWAY_HOST: z.string().min(1, "must not be empty").default("127.0.0.1"),
   CHAT_GATEWAY_PORT: integer(0, 65535).default(8081),
-  CHAT_GATEWAY_LISTEN: z
-    .string()
-    .transform((v) => v.split(",").map((a) => a.trim()).filter((a) => a !== ""))
+  CHAT_GATEWAY_LISTEN: commaList
     .pipe(
       z
         .array(
@@ -190,9 +189,7 @@ const envSchema = z.object({
   CHAT_GATEWAY_POST_BURST: integer(1, 1_000_000).default(50),
   CHAT_GATEWAY_RESUME_LIMIT: integer(1, 100_000).default(1000),
   CHAT_STORE: z.enum(["sqlite", "cassandra"], { error: "expected sqlite or cassandra" }).default("sqlite"),
-  CHAT_CASSANDRA_CONTACT_POINTS: z
-    .string()
-    .transform((v) => v.split(",").map((a) => a.trim()).filter((a) => a !== ""))
+  CHAT_CASSANDRA_CONTACT_POINTS: commaList
     .pipe(z.array(z.string().regex(/^[^\s:,]+(:\d{1,5})?$/, "expected host or host:port entries, comma-separated")).min(1))
     .default(["127.0.0.1:9042"]),
   CHAT_CASSANDRA_LOCAL_DC: z.string().min(1, "must not be empty").default("datacenter1"),
@@ -212,9 +209,7 @@ const envSchema = z.object({
   CHAT_CASSANDRA_CONNECT_TIMEOUT_MS: integer(100, 600_000).default(5_000),
   CHAT_CASSANDRA_CONNECTIONS_PER_HOST: integer(1, 64).default(2),
   CHAT_BUS: z.enum(["local", "nats"], { error: "expected local or nats" }).default("local"),
-  CHAT_NATS_URL: z
-    .string()
-    .transform((v) => v.split(",").map((u) => u.trim()).filter((u) => u !== ""))
+  CHAT_NATS_URL: commaList
     .pipe(z.array(z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s/]+$/, "expected nats://host:port entries, comma-separated")).min(1))
     .default(["nats://127.0.0.1:4222"]),
   CHAT_NATS_TOKEN: z.string().min(1).optional(),

@@ -122,8 +122,13 @@ class CassandraStore implements CassandraChatStore {
     readonly keyspace: string,
   ) {}
 
+  // Every query's text with the keyspace filled in, rendered once: q() runs on every post and read.
+  private readonly statements = new Map<string, string>();
+
   private q(cql: string, params: unknown[] = []) {
-    return this.client.execute(cql.replaceAll("{ks}", this.keyspace), params, { prepare: true });
+    let statement = this.statements.get(cql);
+    if (statement === undefined) this.statements.set(cql, (statement = cql.replaceAll("{ks}", this.keyspace)));
+    return this.client.execute(statement, params, { prepare: true });
   }
 
   async createUser(user: UserRecord): Promise<void> {
