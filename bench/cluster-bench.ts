@@ -61,7 +61,7 @@ import { inParallel } from "./support/parallel.js";
 import { benchParams, envOf } from "./support/params.js";
 import { openPostStream } from "./support/post-stream.js";
 import { cpuSeconds } from "./support/proc.js";
-import { scrape } from "./support/scrape-workers.js";
+import { grownSamples as grown, histogramQuantile, scrape } from "./support/scrape-workers.js";
 import type { WorkerStats } from "./support/ws-load-worker.js";
 import { summarize, type LatencySummary } from "./support/stats.js";
 import { packageVersions, sqliteVersion } from "./support/versions.js";
@@ -116,11 +116,6 @@ function shuffle<T>(a: T[]): T[] {
     [a[i], a[j]] = [a[j]!, a[i]!];
   }
   return a;
-}
-
-/** What grew between two scrapes. */
-function grown(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
-  return Object.fromEntries(Object.entries(after).flatMap(([k, v]) => (v - (before[k] ?? 0) !== 0 ? [[k, v - (before[k] ?? 0)]] : [])));
 }
 
 // ---------------------------------------------------------------------------
@@ -660,6 +655,14 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
     // posts in flight (MAX_STREAM_IN_FLIGHT), which alone would cap the rate at
     // 64 / write latency on a store with a slow write.
     const streams = Array.from({ length: Math.max(1, Math.min(P.streams, total)) }, (_, k) => openPostStream(sessions[k % sessions.length]!, probe!.token));
+    // Where the time goes, from the servers' own histograms: the durable
+    // write (API) and accept-to-hand-off (gateway; the id's timestamp is the
+    // accept time, so this includes the write and the bus).
+    const stages = async () => ({
+      ...(await scrape(`${dep.apiUrl}/metrics`, ["chat_message_write_seconds_bucket"])),
+      ...(await scrape(`http://${gw.host}/metrics`, ["chat_gateway_delivery_latency_seconds_bucket"])),
+    });
+    const stagesBefore = await stages();
     const meter = cpuMeter(meterPids);
     counting = true;
     const acks: Array<Promise<unknown>> = [];
@@ -690,6 +693,14 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
     await Promise.all(streams.map((st) => st.end()));
     // The gateway's own count of closed sockets by reason, and of dropped frames.
     const gatewayCounters = grown(gatewayBefore, await gatewayMetrics());
+    const stageSamples = grown(stagesBefore, await stages());
+    const stageMs = (name: string) => {
+      const at = (q: number) => {
+        const v = histogramQuantile(stageSamples, name, q);
+        return v === undefined ? undefined : Math.round(v * 1e5) / 100;
+      };
+      return { p50: at(0.5), p99: at(0.99) };
+    };
     const out = {
       sockets: open,
       socketsFailed: failed,
@@ -713,12 +724,17 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
       extraDeliveries: Math.max(0, got.frames - expected),
       socketsClosed: got.closed,
       gatewayCounters,
+      // From histogram buckets (interpolated): coarse, but they say which stage holds the tail.
+      serverStagesMs: {
+        durableWrite: stageMs("chat_message_write_seconds"),
+        acceptToGatewayHandOff: stageMs("chat_gateway_delivery_latency_seconds"),
+      },
       cpuPercent,
     };
     log(
       `delivery: ${P.rate} posts/s for ${P.seconds} s, ${open + 1} sockets: ${fmt(out.latencyMs)}; ` +
         `deliveries ${got.frames}/${expected} (lost ${out.lostDeliveries}), probe lost ${out.probeLost}, post errors ${postErrors}, ` +
-        `sockets closed ${got.closed}; CPU% ${JSON.stringify(cpuPercent)}`,
+        `sockets closed ${got.closed}; CPU% ${JSON.stringify(cpuPercent)}; server stages ms ${JSON.stringify(out.serverStagesMs)}`,
     );
     if (got.closed > 0 || out.lostDeliveries > 0) log(`delivery: gateway counters during the test: ${JSON.stringify(gatewayCounters)}`);
     return out;

@@ -335,7 +335,7 @@ function versionsOf(): Record<string, unknown> {
   return {
     node: process.version,
     sqlite: sqliteVersion(),
-    packages: packageVersions(["uWebSockets.js", "@connectrpc/connect-node", "@bufbuild/protobuf", "better-sqlite3", "jose"]),
+    packages: packageVersions(["uWebSockets.js", "@connectrpc/connect-node", "@bufbuild/protobuf", "better-sqlite3", "fast-jwt"]),
   };
 }
 

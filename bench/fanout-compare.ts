@@ -35,7 +35,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { SignJWT } from "jose";
+import { createSigner } from "fast-jwt";
 import { fork, type ChildProcess } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
@@ -174,9 +174,8 @@ async function populateThroughApi(apiUrl: string): Promise<Population> {
 
 /** Without our server in the run (--targets baseline): the same claims, signed here with the same secret. */
 async function populateLocally(): Promise<Population> {
-  const key = new TextEncoder().encode(JWT_SECRET);
-  const sign = (id: bigint) =>
-    new SignJWT({}).setProtectedHeader({ alg: "HS256", typ: "JWT" }).setSubject(id.toString()).setIssuer("chat").setAudience("chat.v1").setIssuedAt().setExpirationTime("6h").sign(key);
+  const signer = createSigner({ key: JWT_SECRET, algorithm: "HS256", iss: "chat", aud: "chat.v1", expiresIn: 6 * 3600_000 });
+  const sign = async (id: bigint) => signer({ sub: id.toString() });
   const users: User[] = [];
   for (let i = 0; i < USERS; i++) users.push({ id: BigInt(1000 + i), token: await sign(BigInt(1000 + i)) });
   const probe = { id: 999n, token: await sign(999n) };
@@ -671,7 +670,7 @@ function table(results: Partial<Record<TargetName, Figures>>): string {
 function versionsOf(): Record<string, unknown> {
   return {
     node: process.version,
-    packages: packageVersions(["uWebSockets.js", "ws", "jose", "@bufbuild/protobuf", "@connectrpc/connect-node", "better-sqlite3"]),
+    packages: packageVersions(["uWebSockets.js", "ws", "fast-jwt", "@bufbuild/protobuf", "@connectrpc/connect-node", "better-sqlite3"]),
   };
 }
 

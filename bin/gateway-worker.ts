@@ -7,9 +7,8 @@
  * Either way it verifies tokens itself, follows the bus, and reads and posts
  * through the API with the admin credential acting for each user.
  */
-import type { Bus } from "../bus/bus.js";
-import { createFanout } from "../bus/fanout.js";
-import { createIpcBus } from "../bus/ipc-bus.js";
+import { createFanout, type Fanout } from "../bus/fanout.js";
+import { createIpcFanout } from "../bus/ipc-bus.js";
 import { createNatsBus } from "../bus/nats-bus.js";
 import { natsConnectionOptions } from "../bus/nats-options.js";
 import { createSubjects } from "../bus/subjects.js";
@@ -25,11 +24,13 @@ interface Wiring {
   apiUrl: string;
   adminToken: string;
   jwtSecret: string;
-  bus: Bus;
+  fanout: Fanout;
+  /** Stops the bus (NATS drains what is in flight). */
+  closeBus(): Promise<void>;
   logger: Logger;
 }
 
-async function wiringFromParent(logger: Logger, onResync: () => void): Promise<Wiring> {
+async function wiringFromParent(config: Config, baseLogger: Logger, onResync: () => void): Promise<Wiring> {
   process.on("message", (m: { type?: string }) => {
     if (m?.type === "resync") onResync();
   });
@@ -41,7 +42,11 @@ async function wiringFromParent(logger: Logger, onResync: () => void): Promise<W
     };
     process.on("message", on);
   });
-  return { ...init, bus: createIpcBus(), logger: logger.child({ worker: init.index }) };
+  const logger = baseLogger.child({ worker: init.index });
+  const fanout = createIpcFanout(createSubjects(config.bus.subjectPrefix), {
+    onListenerError: (err) => logger.error({ err }, "event listener failed"),
+  });
+  return { ...init, fanout, closeBus: async () => fanout.close(), logger };
 }
 
 async function wiringFromConfig(config: Config, logger: Logger, onReconnect: () => void): Promise<Wiring> {
@@ -62,23 +67,23 @@ async function wiringFromConfig(config: Config, logger: Logger, onReconnect: () 
       onReconnect();
     },
   });
-  return { apiUrl, adminToken, jwtSecret, bus, logger };
+  const fanout = createFanout(bus, createSubjects(config.bus.subjectPrefix), {
+    onListenerError: (err) => logger.error({ err }, "event listener failed"),
+  });
+  return { apiUrl, adminToken, jwtSecret, fanout, closeBus: () => bus.close(), logger };
 }
 
 export async function runGatewayProcess(config: Config, baseLogger: Logger): Promise<void> {
   const forked = typeof process.send === "function";
   let resync = () => {};
-  const { apiUrl, adminToken, jwtSecret, bus, logger } = forked
-    ? await wiringFromParent(baseLogger, () => resync())
+  const { apiUrl, adminToken, jwtSecret, fanout, closeBus, logger } = forked
+    ? await wiringFromParent(config, baseLogger, () => resync())
     : await wiringFromConfig(config, baseLogger, () => resync());
   const auth = createAuthenticator({
     adminToken,
     jwtSecret,
     defaultTokenTtlSeconds: config.auth.defaultTokenTtlSeconds,
     maxTokenTtlSeconds: config.auth.maxTokenTtlSeconds,
-  });
-  const fanout = createFanout(bus, createSubjects(config.bus.subjectPrefix), {
-    onListenerError: (err) => logger.error({ err }, "event listener failed"),
   });
   const remote = createRemoteApi(apiUrl, adminToken);
   const registry = createApiMetrics().registry;
@@ -107,7 +112,7 @@ export async function runGatewayProcess(config: Config, baseLogger: Logger): Pro
     stopping = true;
     logger.info({ why }, "gateway stopping");
     await gateway.close();
-    await bus.close();
+    await closeBus();
     logger.info("stopped");
     process.exit(0);
   };

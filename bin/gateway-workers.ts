@@ -8,7 +8,7 @@
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { bridgeToWorker } from "../bus/ipc-bus.js";
+import { createWorkerBridge } from "../bus/ipc-bus.js";
 import type { Config } from "../core/config.js";
 import { freePort } from "../core/net.js";
 import type { Logger } from "../core/logger.js";
@@ -38,6 +38,7 @@ const CHAT_ENTRY = fileURLToPath(new URL("./chat.js", import.meta.url));
 
 export async function startGatewayWorkers(config: Config, api: RunningApi, logger: Logger): Promise<GatewayWorkers> {
   const workers: Array<ChildProcess | undefined> = [];
+  const bridge = createWorkerBridge(api.bus);
   let stopping = false;
   let addresses: Array<{ host: string; port: number }> = [];
 
@@ -49,7 +50,7 @@ export async function startGatewayWorkers(config: Config, api: RunningApi, logge
         stdio: ["ignore", "inherit", "inherit", "ipc"],
       });
       workers[index] = child;
-      bridgeToWorker(api.bus, child);
+      bridge.attach(child);
       const onReady = (m: WorkerReady) => {
         if (m?.type !== "ready") return;
         child.off("message", onReady);

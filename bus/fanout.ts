@@ -9,12 +9,17 @@ import type { Event } from "../gen/chat/v1/event_pb.js";
 import type { Bus, Subscription } from "./bus.js";
 import type { Subjects } from "./subjects.js";
 
-export type EventListener = (event: Event) => void;
+/**
+ * A function, or an object whose handleEvent is called (as with DOM event
+ * listeners): an object that already exists per socket, such as a session,
+ * listens without a closure of its own.
+ */
+export type EventListener = ((event: Event) => void) | { handleEvent(event: Event): void };
 
 /**
  * Listeners are added and removed by identity (no wrapper or release closure
  * per registration: a gateway holds one per socket, tens of thousands).
- * Register one function object once per subject.
+ * Register one listener once per subject.
  */
 export interface Fanout {
   /** Calls listener for every event of the channel until unwatchChannel. */
@@ -31,35 +36,66 @@ export interface FanoutOptions {
   onListenerError?: (err: unknown) => void;
 }
 
+/**
+ * A subject's listeners: most subjects (a user's, in a gateway process) have
+ * one, kept as is; several are an array, replaced rather than changed in
+ * place, so that a delivery walks the listeners of its start.
+ */
+export type Listeners = EventListener | EventListener[];
+
+export function withListener(listeners: Listeners, listener: EventListener): Listeners {
+  if (!Array.isArray(listeners)) return listeners === listener ? listeners : [listeners, listener];
+  return listeners.includes(listener) ? listeners : [...listeners, listener];
+}
+
+/** The listeners without this one; undefined when none is left. */
+export function withoutListener(listeners: Listeners, listener: EventListener): Listeners | undefined {
+  if (!Array.isArray(listeners)) return listeners === listener ? undefined : listeners;
+  const rest = listeners.filter((l) => l !== listener);
+  return rest.length === listeners.length ? listeners : rest.length === 1 ? rest[0] : rest;
+}
+
+/** Calls every listener; one that throws does not keep the event from the others. */
+export function callListeners(listeners: Listeners, event: Event, onError?: (err: unknown) => void): void {
+  if (!Array.isArray(listeners)) return callOne(listeners, event, onError);
+  for (const l of listeners) callOne(l, event, onError);
+}
+
+function callOne(listener: EventListener, event: Event, onError?: (err: unknown) => void): void {
+  try {
+    if (typeof listener === "function") listener(event);
+    else listener.handleEvent(event);
+  } catch (err) {
+    onError?.(err);
+  }
+}
+
 export function createFanout(bus: Bus, subjects: Subjects, options: FanoutOptions = {}): Fanout {
-  const entries = new Map<string, { subscription: Subscription; listeners: Set<EventListener> }>();
+  const entries = new Map<string, { subscription: Subscription; listeners: Listeners }>();
+
+  // One bus handler for every subject, which finds the subject's listeners:
+  // no closure per subscription (a gateway holds one per local user).
+  const deliver = (event: Event, subject: string) => {
+    const entry = entries.get(subject);
+    if (entry) callListeners(entry.listeners, event, options.onListenerError);
+  };
 
   const watch = (subject: string, listener: EventListener): void => {
-    let entry = entries.get(subject);
-    if (!entry) {
-      const listeners = new Set<EventListener>();
-      const subscription = bus.subscribe(subject, (event) => {
-        for (const l of [...listeners]) {
-          try {
-            l(event);
-          } catch (err) {
-            options.onListenerError?.(err);
-          }
-        }
-      });
-      entry = { subscription, listeners };
-      entries.set(subject, entry);
-    }
-    entry.listeners.add(listener);
+    const entry = entries.get(subject);
+    if (entry) entry.listeners = withListener(entry.listeners, listener);
+    else entries.set(subject, { subscription: bus.subscribe(subject, deliver), listeners: listener });
   };
 
   const unwatch = (subject: string, listener: EventListener): void => {
     const entry = entries.get(subject);
-    if (!entry || !entry.listeners.delete(listener)) return;
-    if (entry.listeners.size === 0) {
-      entry.subscription.unsubscribe();
-      entries.delete(subject);
+    if (!entry) return;
+    const rest = withoutListener(entry.listeners, listener);
+    if (rest !== undefined) {
+      entry.listeners = rest;
+      return;
     }
+    entry.subscription.unsubscribe();
+    entries.delete(subject);
   };
 
   return {

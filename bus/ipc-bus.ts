@@ -1,89 +1,151 @@
 /**
  * The bus across a parent process and its gateway worker processes, over the
  * Node IPC channel, for the single-node mode with CHAT_GATEWAY_WORKERS > 0.
- * The parent owns the real bus; each worker's subscriptions become the
- * parent's subscriptions on its behalf, and events travel as binary protobuf.
- * Workers never publish: they post through the API.
+ * The parent owns the real bus and takes one subscription on it per subject
+ * that any worker wants; events travel as binary protobuf. Workers never
+ * publish: they post through the API.
+ *
+ * Both sides hold an entry per subject for every user with a socket, in every
+ * worker: those entries are kept to a Map entry and at most one small object,
+ * with no closure or Set of their own.
  */
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { ChildProcess } from "node:child_process";
 import { EventSchema, type Event } from "../gen/chat/v1/event_pb.js";
-import type { Bus, EventHandler, Subscription } from "./bus.js";
+import type { Bus, Subscription } from "./bus.js";
+import {
+  callListeners,
+  withListener,
+  withoutListener,
+  type EventListener,
+  type Fanout,
+  type FanoutOptions,
+  type Listeners,
+} from "./fanout.js";
+import type { Subjects } from "./subjects.js";
 
 type ToParent = { bus: "sub" | "unsub"; subject: string };
 type ToWorker = { bus: "event"; subject: string; bytes: Uint8Array };
 
-/** The worker's side: a Bus whose subscriptions are served by the parent. */
-export function createIpcBus(channel: NodeJS.Process = process): Bus {
+/**
+ * The worker's side, as a Fanout of its own rather than a Bus under a Fanout:
+ * per channel and per user, only the listeners, in a Map keyed by the id (a
+ * bigint the caller holds anyway), where a Bus under a Fanout would hold a
+ * subject string, two Map entries and two subscription objects.
+ */
+export function createIpcFanout(
+  subjects: Subjects,
+  options: FanoutOptions = {},
+  channel: NodeJS.Process = process,
+): Fanout & { close(): void } {
   if (!channel.send) throw new Error("the IPC bus needs a parent process (started with an IPC channel)");
-  const handlers = new Map<string, Set<EventHandler>>();
+  const send = channel.send.bind(channel);
+  const byChannel = new Map<bigint, Listeners>();
+  const byUser = new Map<bigint, Listeners>();
+
+  const listenersOf = (subject: string): Listeners | undefined => {
+    const userId = subjects.parseUser(subject);
+    if (userId !== undefined) return byUser.get(userId);
+    const channelId = subjects.parseChannel(subject);
+    return channelId === undefined ? undefined : byChannel.get(channelId);
+  };
   const onMessage = (m: ToWorker) => {
     if (m?.bus !== "event") return;
-    const set = handlers.get(m.subject);
-    if (!set) return;
-    const event = fromBinary(EventSchema, m.bytes);
-    for (const h of [...set]) h(event, m.subject);
+    const listeners = listenersOf(m.subject);
+    if (listeners) callListeners(listeners, fromBinary(EventSchema, m.bytes), options.onListenerError);
   };
   channel.on("message", onMessage);
+
+  const watch = (map: Map<bigint, Listeners>, id: bigint, subject: (id: bigint) => string, listener: EventListener) => {
+    const listeners = map.get(id);
+    if (listeners) return void map.set(id, withListener(listeners, listener));
+    map.set(id, listener);
+    send({ bus: "sub", subject: subject(id) } satisfies ToParent);
+  };
+  const unwatch = (map: Map<bigint, Listeners>, id: bigint, subject: (id: bigint) => string, listener: EventListener) => {
+    const listeners = map.get(id);
+    if (!listeners) return;
+    const rest = withoutListener(listeners, listener);
+    if (rest !== undefined) return void map.set(id, rest);
+    map.delete(id);
+    if (channel.connected) send({ bus: "unsub", subject: subject(id) } satisfies ToParent);
+  };
+
   return {
-    async publish() {
-      throw new Error("gateway workers do not publish; they post through the API");
+    watchChannel: (channelId, listener) => watch(byChannel, channelId, subjects.channel, listener),
+    unwatchChannel: (channelId, listener) => unwatch(byChannel, channelId, subjects.channel, listener),
+    watchUser: (userId, listener) => watch(byUser, userId, subjects.user, listener),
+    unwatchUser: (userId, listener) => unwatch(byUser, userId, subjects.user, listener),
+    get subscriptionCount() {
+      return byChannel.size + byUser.size;
     },
-    subscribe(subject, handler): Subscription {
-      let set = handlers.get(subject);
-      if (!set) {
-        handlers.set(subject, (set = new Set()));
-        channel.send!({ bus: "sub", subject } satisfies ToParent);
-      }
-      const own: EventHandler = (e, s) => handler(e, s);
-      set.add(own);
-      return {
-        subject,
-        unsubscribe() {
-          const current = handlers.get(subject);
-          if (!current?.delete(own) || current.size > 0) return;
-          handlers.delete(subject);
-          if (channel.connected) channel.send!({ bus: "unsub", subject } satisfies ToParent);
-        },
-      };
-    },
-    async close() {
+    close() {
       channel.off("message", onMessage);
-      handlers.clear();
+      byChannel.clear();
+      byUser.clear();
     },
   };
 }
 
-/** One encoding per event, however many workers receive it. */
-const encoded = new WeakMap<Event, Uint8Array>();
-const encode = (event: Event) => {
-  let bytes = encoded.get(event);
-  if (!bytes) encoded.set(event, (bytes = toBinary(EventSchema, event)));
-  return bytes;
-};
+export interface WorkerBridge {
+  /** Serves one worker's subscriptions; returns a function that detaches it (also done when it exits). */
+  attach(worker: ChildProcess): () => void;
+}
 
-/** The parent's side: serves one worker's subscriptions from the real bus. Returns a function that detaches it. */
-export function bridgeToWorker(bus: Bus, worker: ChildProcess): () => void {
-  const subscriptions = new Map<string, Subscription>();
-  const onMessage = (m: ToParent) => {
-    if (m?.bus === "sub" && !subscriptions.has(m.subject)) {
-      subscriptions.set(
-        m.subject,
-        bus.subscribe(m.subject, (event, subject) => {
-          if (worker.connected) worker.send({ bus: "event", subject, bytes: encode(event) } satisfies ToWorker);
-        }),
-      );
-    } else if (m?.bus === "unsub") {
-      subscriptions.get(m.subject)?.unsubscribe();
-      subscriptions.delete(m.subject);
+/**
+ * The parent's side: one subscription on the real bus per subject that at
+ * least one worker wants (a user with sockets on two workers costs one), and
+ * one bus handler for all of them, which finds the subject's workers.
+ */
+export function createWorkerBridge(bus: Bus): WorkerBridge {
+  const wanted = new Map<string, { subscription: Subscription; workers: ChildProcess | ChildProcess[] }>();
+
+  const forward = (event: Event, subject: string) => {
+    const workers = wanted.get(subject)?.workers;
+    if (workers === undefined) return;
+    // Encoded once, whatever the number of workers.
+    const message: ToWorker = { bus: "event", subject, bytes: toBinary(EventSchema, event) };
+    if (!Array.isArray(workers)) {
+      if (workers.connected) workers.send(message);
+      return;
+    }
+    for (const w of workers) if (w.connected) w.send(message);
+  };
+
+  const add = (subject: string, worker: ChildProcess) => {
+    const entry = wanted.get(subject);
+    if (!entry) wanted.set(subject, { subscription: bus.subscribe(subject, forward), workers: worker });
+    else if (Array.isArray(entry.workers)) {
+      if (!entry.workers.includes(worker)) entry.workers = [...entry.workers, worker];
+    } else if (entry.workers !== worker) entry.workers = [entry.workers, worker];
+  };
+
+  const remove = (subject: string, worker: ChildProcess) => {
+    const entry = wanted.get(subject);
+    if (!entry) return;
+    if (Array.isArray(entry.workers)) {
+      const rest = entry.workers.filter((w) => w !== worker);
+      if (rest.length !== entry.workers.length) entry.workers = rest.length === 1 ? rest[0]! : rest;
+    } else if (entry.workers === worker) {
+      entry.subscription.unsubscribe();
+      wanted.delete(subject);
     }
   };
-  worker.on("message", onMessage);
-  const detach = () => {
-    worker.off("message", onMessage);
-    for (const s of subscriptions.values()) s.unsubscribe();
-    subscriptions.clear();
+
+  return {
+    attach(worker) {
+      const onMessage = (m: ToParent) => {
+        if (m?.bus === "sub") add(m.subject, worker);
+        else if (m?.bus === "unsub") remove(m.subject, worker);
+      };
+      worker.on("message", onMessage);
+      const detach = () => {
+        worker.off("message", onMessage);
+        // Rare (a worker exits): a walk over every subject rather than a list of subjects per worker.
+        for (const subject of [...wanted.keys()]) remove(subject, worker);
+      };
+      worker.once("exit", detach);
+      return detach;
+    },
   };
-  worker.once("exit", detach);
-  return detach;
 }

@@ -12,49 +12,62 @@ export interface LocalBusOptions {
 }
 
 export function createLocalBus(options: LocalBusOptions = {}): Bus {
-  const handlers = new Map<string, Set<EventHandler>>();
+  /**
+   * Per subject, its subscriptions: one, or several as an array that is
+   * replaced, never changed in place, so that a publish keeps the ones of
+   * its moment without a copy. A process with gateway workers holds one per
+   * user with a socket: no Set or closure per subscription.
+   */
+  const subscribers = new Map<string, LocalSubscription | LocalSubscription[]>();
   let closed = false;
 
-  const deliver = (subject: string, event: Event, targets: EventHandler[]) => {
-    for (const handler of targets) {
-      try {
-        handler(event, subject);
-      } catch (err) {
-        options.onHandlerError?.(err, subject);
+  class LocalSubscription implements Subscription {
+    constructor(
+      readonly subject: string,
+      readonly handler: EventHandler,
+    ) {}
+
+    unsubscribe(): void {
+      const current = subscribers.get(this.subject);
+      if (Array.isArray(current)) {
+        const rest = current.filter((s) => s !== this);
+        if (rest.length !== current.length) subscribers.set(this.subject, rest.length === 1 ? rest[0]! : rest);
+      } else if (current === this) {
+        subscribers.delete(this.subject);
       }
+    }
+  }
+
+  const call = (target: LocalSubscription, subject: string, event: Event) => {
+    try {
+      target.handler(event, subject);
+    } catch (err) {
+      options.onHandlerError?.(err, subject);
     }
   };
 
   return {
     async publish(subject, event) {
       if (closed) throw new Error("bus is closed");
-      const set = handlers.get(subject);
-      if (!set || set.size === 0) return;
-      // Snapshot: a handler that (un)subscribes does not change this delivery.
-      const targets = [...set];
-      queueMicrotask(() => deliver(subject, event, targets));
+      const targets = subscribers.get(subject);
+      if (targets === undefined) return;
+      queueMicrotask(() => {
+        if (!Array.isArray(targets)) return call(targets, subject, event);
+        for (const target of targets) call(target, subject, event);
+      });
     },
     subscribe(subject, handler): Subscription {
-      let set = handlers.get(subject);
-      if (!set) handlers.set(subject, (set = new Set()));
-      // Wrap so the same function can be subscribed twice and removed once.
-      const entry: EventHandler = (event, s) => handler(event, s);
-      set.add(entry);
-      return {
-        subject,
-        unsubscribe() {
-          const current = handlers.get(subject);
-          if (!current) return;
-          current.delete(entry);
-          if (current.size === 0) handlers.delete(subject);
-        },
-      };
+      // One object per call: the same function may be subscribed twice and removed once.
+      const subscription = new LocalSubscription(subject, handler);
+      const current = subscribers.get(subject);
+      if (current === undefined) subscribers.set(subject, subscription);
+      else subscribers.set(subject, Array.isArray(current) ? [...current, subscription] : [current, subscription]);
+      return subscription;
     },
     async close() {
       closed = true;
       await new Promise<void>((resolve) => queueMicrotask(resolve));
-      handlers.clear();
+      subscribers.clear();
     },
   };
 }
-

@@ -9,6 +9,7 @@ export interface ApiMetrics {
   rpcRequests: Counter<"method" | "code">;
   rpcDuration: Histogram<"method">;
   messagesPosted: Counter<"delivery">;
+  messageWriteSeconds: Histogram<"delivery">;
   storeBatchSize: Histogram;
   storeBatchSeconds: Histogram;
   eventsPublished: Counter<"kind">;
@@ -38,6 +39,13 @@ export function createApiMetrics(options: { defaultMetrics?: boolean } = {}): Ap
       name: "chat_messages_posted_total",
       help: "Messages accepted (not counting idempotent replays), by channel delivery mode.",
       labelNames: ["delivery"],
+      registers: [registry],
+    }),
+    messageWriteSeconds: new Histogram({
+      name: "chat_message_write_seconds",
+      help: "From a post's id to its durable write (PERSISTED: the store; FAST: the write-behind log), whichever store; events wait for it.",
+      labelNames: ["delivery"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers: [registry],
     }),
     storeBatchSize: new Histogram({

@@ -28,9 +28,16 @@ import type { ErrorCode } from "../gen/chat/v1/error_pb.js";
 import type { Event } from "../gen/chat/v1/event_pb.js";
 import { PostMessageRequestSchema } from "../gen/chat/v1/message_pb.js";
 import type { ServerFrame } from "../gen/chat/v1/frame_pb.js";
-import type { Authenticator, UserPrincipal } from "../services/auth.js";
+import type { Authenticator, Principal, UserPrincipal } from "../services/auth.js";
 import { toConnectError } from "../services/errors.js";
-import { EventSession, frame, type EventBackend, type SessionTransport } from "../services/event-session.js";
+import {
+  EventSession,
+  frame,
+  type EventBackend,
+  type EventSessionOptions,
+  type SessionEnv,
+  type SessionTransport,
+} from "../services/event-session.js";
 import type { MessageService } from "../services/messages.js";
 import { BINARY_SUBPROTOCOLS, decodeClientFrame, encodeServerFrame, JSON_SUBPROTOCOL, type WireFormat } from "./codec.js";
 import { loadUws, type Uws } from "./uws.js";
@@ -82,10 +89,16 @@ export interface Gateway {
 interface GatewayContext {
   app: import("uWebSockets.js").TemplatedApp;
   fanout: Fanout;
+  /** What sessions read through (see sessionBackend), and their limits. */
+  sessionEnv: SessionEnv;
   metrics: GatewayMetrics;
   logger: Logger;
-  /** Per channel: how many local sockets follow its topics, and the listener that publishes to them. */
-  topics: Map<bigint, { sockets: number; listener: (event: Event) => void }>;
+  /**
+   * Per channel: how many local sockets follow its topics, the listener that
+   * publishes to them, and the channel's id, which every local session of the
+   * channel shares (see sessionBackend).
+   */
+  topics: Map<bigint, { channelId: bigint; sockets: number; listener: (event: Event) => void }>;
   publishEvent(channelId: bigint, event: Event): void;
   /** The first 24 characters of this process's session ids (see Connection.id). */
   sessionIdPrefix: string;
@@ -96,26 +109,28 @@ interface GatewayContext {
  * a gateway process holds tens of thousands of these.
  */
 class Connection implements SessionTransport {
+  /** The socket while it is open: set by open, cleared by close (uWS forbids any use of a closed one). */
   ws: import("uWebSockets.js").WebSocket<{ connection: Connection }> | undefined;
-  session: EventSession | undefined;
+  readonly session: EventSession;
   /** Frames are handled one after another, in the order they came. */
   queue: Promise<void> = RESOLVED;
-  malformed = 0;
-  postTokens: number;
-  postTokensAt = Date.now();
-  closed = false;
-  /** With ?resume=1: when the start-up hold ends without a resume (ms), 0 when not holding. */
-  holdUntil = 0;
+  /** Created by the first post or malformed frame: an idle socket keeps one empty field, not three. */
+  limits: { malformed: number; postTokens: number; postTokensAt: number } | undefined;
 
   constructor(
     private readonly ctx: GatewayContext,
     /** This process's count of connections when this one came: makes its id. */
     private readonly seq: number,
-    readonly user: UserPrincipal,
+    user: UserPrincipal,
     readonly format: WireFormat,
-    postBurst: number,
+    /** With ?resume=1: when the start-up hold ends without a resume (ms), 0 when not holding. */
+    public holdUntil: number,
   ) {
-    this.postTokens = postBurst;
+    this.session = new EventSession(user, ctx.sessionEnv, this);
+  }
+
+  get user(): UserPrincipal {
+    return this.session.user;
   }
 
   /**
@@ -128,7 +143,7 @@ class Connection implements SessionTransport {
   }
 
   send(f: ServerFrame): void {
-    if (this.closed || !this.ws) return;
+    if (!this.ws) return;
     const { metrics } = this.ctx;
     const bytes = encodeServerFrame(f, this.format);
     const status = this.ws.send(bytes, this.format === "binary");
@@ -138,14 +153,14 @@ class Connection implements SessionTransport {
   }
 
   follow(channelId: bigint): void {
-    if (this.closed || !this.ws) return;
+    if (!this.ws) return;
     const topic = topicOf(channelId, this.format);
     if (this.ws.isSubscribed(topic)) return;
     this.ws.subscribe(topic);
     let entry = this.ctx.topics.get(channelId);
     if (!entry) {
       const ctx = this.ctx;
-      entry = { sockets: 0, listener: (event: Event) => ctx.publishEvent(channelId, event) };
+      entry = { channelId, sockets: 0, listener: (event: Event) => ctx.publishEvent(channelId, event) };
       ctx.fanout.watchChannel(channelId, entry.listener);
       ctx.topics.set(channelId, entry);
     }
@@ -154,7 +169,7 @@ class Connection implements SessionTransport {
 
   /** The session calls this only for channels it follows; after close, uWS has dropped the topics itself. */
   unfollow(channelId: bigint): void {
-    if (!this.closed && this.ws && !this.ws.unsubscribe(topicOf(channelId, this.format))) return;
+    if (this.ws && !this.ws.unsubscribe(topicOf(channelId, this.format))) return;
     const entry = this.ctx.topics.get(channelId);
     if (entry && --entry.sockets === 0) {
       this.ctx.fanout.unwatchChannel(channelId, entry.listener);
@@ -167,7 +182,7 @@ class Connection implements SessionTransport {
   }
 
   cutOff(reason: string): void {
-    if (this.closed || !this.ws) return;
+    if (!this.ws) return;
     this.ctx.metrics.backpressureDrops.inc();
     this.ctx.logger.debug({ session: this.id, user: String(this.user.userId), reason }, "slow consumer cut off");
     this.ws.end(CLOSE.tooSlow, "too slow: reconnect and resume");
@@ -188,7 +203,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let upgrading = 0;
   const perUser = new Map<bigint, number>();
   const topics: GatewayContext["topics"] = new Map();
-  const sessionOptions = { resumeLimit: config.resumeLimit, maxHeldEvents: 10_000, maxCursors: 10_000 };
+  const sessionOptions: EventSessionOptions = { resumeLimit: config.resumeLimit, maxHeldEvents: 10_000, maxCursors: 10_000 };
+  // Sessions keep the ids of their channels: the topic's bigint, one per
+  // channel for every local socket, rather than one per socket from each read.
+  const sessionBackend: EventBackend = {
+    channelsOf: async (user, stillWanted) =>
+      (await backend.channelsOf(user, stillWanted)).map((id) => topics.get(id)?.channelId ?? id),
+    missed: (user, channelId, after, limit) => backend.missed(user, channelId, after, limit),
+  };
 
   const publishEvent = (channelId: bigint, event: Event) => {
     const f = frame({ case: "event", value: event });
@@ -211,19 +233,31 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 
   // 8-4-4-4- of a random UUID; the last 12 hex digits count connections.
-  const ctx: GatewayContext = { app, fanout, metrics, logger, topics, publishEvent, sessionIdPrefix: randomUUID().slice(0, 24) };
+  const ctx: GatewayContext = {
+    app,
+    fanout,
+    sessionEnv: { backend: sessionBackend, fanout, options: sessionOptions },
+    metrics,
+    logger,
+    topics,
+    publishEvent,
+    sessionIdPrefix: randomUUID().slice(0, 24),
+  };
   let connectionsSeen = 0;
   const send = (c: Connection, f: ServerFrame) => c.send(f);
 
   const errorFrame = (code: Code, message: string, clientMsgId = "") =>
     frame({ case: "error", value: { clientMsgId, error: { code: code as number as ErrorCode, message } } });
 
+  const limitsOf = (c: Connection) => (c.limits ??= { malformed: 0, postTokens: config.postBurst, postTokensAt: Date.now() });
+
   const takePostToken = (c: Connection): boolean => {
     const now = Date.now();
-    c.postTokens = Math.min(config.postBurst, c.postTokens + ((now - c.postTokensAt) / 1000) * config.postsPerSecond);
-    c.postTokensAt = now;
-    if (c.postTokens < 1) return false;
-    c.postTokens--;
+    const limits = limitsOf(c);
+    limits.postTokens = Math.min(config.postBurst, limits.postTokens + ((now - limits.postTokensAt) / 1000) * config.postsPerSecond);
+    limits.postTokensAt = now;
+    if (limits.postTokens < 1) return false;
+    limits.postTokens--;
     return true;
   };
 
@@ -240,9 +274,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       if (clientFrame.frame.case === undefined) throw new Error("empty frame: set one of post, resume, ping");
     } catch (err) {
       metrics.framesIn.inc({ kind: "malformed" });
-      c.malformed++;
+      const limits = limitsOf(c);
+      limits.malformed++;
       send(c, errorFrame(Code.InvalidArgument, `malformed frame: ${(err as Error).message}`));
-      if (c.malformed > MALFORMED_FRAME_BUDGET) c.ws?.end(CLOSE.policy, "too many malformed frames");
+      if (limits.malformed > MALFORMED_FRAME_BUDGET) c.ws?.end(CLOSE.policy, "too many malformed frames");
       return;
     }
     const f = clientFrame.frame;
@@ -262,10 +297,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         c.queue = c.queue.then(
           () =>
             new Promise<void>((queued) => {
-              if (c.closed) return queued();
+              if (!c.ws) return queued();
               if (c.holdUntil !== 0) {
                 c.holdUntil = 0;
-                c.session?.releaseAll();
+                c.session.releaseAll();
               }
               messages
                 .postMessage(
@@ -289,9 +324,41 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       }
       case "resume":
         c.holdUntil = 0;
-        c.queue = c.queue.then(() => c.session?.resume(f.value.cursors));
+        c.queue = c.queue.then(() => c.session.resume(f.value.cursors));
         return;
     }
+  };
+
+  const startSession = (c: Connection) => {
+    if (!c.ws) return; // closed meanwhile
+    const started = c.session.start(
+      (channelIds) =>
+        send(
+          c,
+          frame({
+            case: "hello",
+            value: {
+              userId: c.user.userId,
+              sessionId: c.id,
+              serverTime: timestampFromMs(Date.now()),
+              channelIds,
+              maxFrameBytes: config.maxFrameBytes,
+              resumeLimit: config.resumeLimit,
+              serverId,
+            },
+          }),
+        ),
+      c.holdUntil !== 0,
+    );
+    const startup = started.catch((err: unknown) => {
+      logger.error({ err, session: c.id }, "session start failed");
+      c.ws?.end(1011, "could not load your channels");
+    });
+    c.queue = startup;
+    // Idle sockets keep no settled promise of their own.
+    void startup.then(() => {
+      if (c.queue === startup) c.queue = RESOLVED;
+    });
   };
 
   app.ws<{ connection: Connection }>("/ws", {
@@ -320,36 +387,38 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       const protocols = offered.split(",").map((p) => p.trim()).filter((p) => p !== "");
       const protocol = protocols.find((p) => p === JSON_SUBPROTOCOL || BINARY_SUBPROTOCOLS.includes(p)) ?? "";
       const format: WireFormat = protocol === JSON_SUBPROTOCOL || query.get("format") === "json" ? "json" : "binary";
-      let aborted = false;
-      res.onAborted(() => (aborted = true));
       const reject = (status: string, body: string, extra?: [string, string]) => {
-        if (aborted) return;
         metrics.closes.inc({ reason: `rejected ${status.slice(0, 3)}` });
-        res.cork(() => {
-          res.writeStatus(status);
-          if (extra) res.writeHeader(extra[0], extra[1]);
-          res.end(body);
-        });
+        res.writeStatus(status);
+        if (extra) res.writeHeader(extra[0], extra[1]);
+        res.end(body);
       };
-      auth.authenticate(authorization).then(
-        (principal) => {
-          if (aborted) return;
-          if (principal.kind !== "user") return reject("403 Forbidden", "the gateway takes user tokens only\n");
-          if (connections.size + upgrading >= maxConnections) {
-            return reject("503 Service Unavailable", "gateway full: connect to another\n", ["retry-after", "5"]);
-          }
-          const count = perUser.get(principal.userId) ?? 0;
-          if (count >= config.maxConnectionsPerUser) {
-            return reject("429 Too Many Requests", `at most ${config.maxConnectionsPerUser} connections per user\n`, ["retry-after", "30"]);
-          }
-          perUser.set(principal.userId, count + 1);
-          const connection = new Connection(ctx, connectionsSeen++, principal, format, config.postBurst);
-          if (query.get("resume") === "1") connection.holdUntil = Date.now() + START_HOLD_MS;
-          upgrading++;
-          res.cork(() => res.upgrade({ connection }, key, protocol, extensions, context));
-        },
-        (err: unknown) => reject("401 Unauthorized", `${toConnectError(err).rawMessage}\n`, ["www-authenticate", "Bearer"]),
-      );
+      const unauthorized = (err: unknown) =>
+        reject("401 Unauthorized", `${toConnectError(err).rawMessage}\n`, ["www-authenticate", "Bearer"]);
+      const admit = (principal: Principal) => {
+        if (principal.kind !== "user") return reject("403 Forbidden", "the gateway takes user tokens only\n");
+        if (connections.size + upgrading >= maxConnections) {
+          return reject("503 Service Unavailable", "gateway full: connect to another\n", ["retry-after", "5"]);
+        }
+        const count = perUser.get(principal.userId) ?? 0;
+        if (count >= config.maxConnectionsPerUser) {
+          return reject("429 Too Many Requests", `at most ${config.maxConnectionsPerUser} connections per user\n`, ["retry-after", "30"]);
+        }
+        perUser.set(principal.userId, count + 1);
+        const holdUntil = query.get("resume") === "1" ? Date.now() + START_HOLD_MS : 0;
+        const connection = new Connection(ctx, connectionsSeen++, principal, format, holdUntil);
+        upgrading++;
+        res.upgrade({ connection }, key, protocol, extensions, context);
+      };
+      // Always synchronous, inside uWS's upgrade handler: an upgrade from a later res.cork() can close
+      // the socket right after open (uWS bug uNetworking/uWebSockets#1928, fixed by #1929, not in v20.30).
+      let principal: Principal;
+      try {
+        principal = auth.authenticate(authorization);
+      } catch (err) {
+        return unauthorized(err);
+      }
+      admit(principal);
     },
 
     open(ws) {
@@ -358,34 +427,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       c.ws = ws;
       connections.add(c);
       metrics.connections.inc();
-      const session = new EventSession(c.user, backend, fanout, c, sessionOptions, c.holdUntil !== 0);
-      c.session = session;
-      const started = session.start((channelIds) =>
-        send(
-          c,
-          frame({
-            case: "hello",
-            value: {
-              userId: c.user.userId,
-              sessionId: c.id,
-              serverTime: timestampFromMs(Date.now()),
-              channelIds,
-              maxFrameBytes: config.maxFrameBytes,
-              resumeLimit: config.resumeLimit,
-              serverId,
-            },
-          }),
-        ),
-      );
-      const startup = started.catch((err: unknown) => {
-        logger.error({ err, session: c.id }, "session start failed");
-        c.ws?.end(1011, "could not load your channels");
-      });
-      c.queue = startup;
-      // Idle sockets keep no settled promise of their own.
-      void startup.then(() => {
-        if (c.queue === startup) c.queue = RESOLVED;
-      });
+      // Started once uWS is done with the upgrade (its own bookkeeping after open).
+      queueMicrotask(() => startSession(c));
     },
 
     message(ws, data, isBinary) {
@@ -394,11 +437,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
     close(ws, code) {
       const c = ws.getUserData().connection;
-      c.closed = true;
+      c.ws = undefined;
       connections.delete(c);
       metrics.connections.dec();
       metrics.closes.inc({ reason: closeReason(code) });
-      c.session?.close();
+      c.session.close();
       const left = (perUser.get(c.user.userId) ?? 1) - 1;
       if (left === 0) perUser.delete(c.user.userId);
       else perUser.set(c.user.userId, left);
@@ -431,12 +474,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const slow = ++ticks % Math.round(1000 / BACKPRESSURE_SWEEP_MS) === 0;
     const now = Date.now();
     for (const c of connections) {
-      if (c.closed || !c.ws) continue;
+      if (!c.ws) continue;
       if (c.ws.getBufferedAmount() > config.maxBackpressureBytes) c.cutOff("backpressure");
       else if (slow && c.user.expiresAt !== undefined && c.user.expiresAt <= now) c.ws.end(CLOSE.tokenExpired, "token expired");
       else if (slow && c.holdUntil !== 0 && c.holdUntil <= now) {
         c.holdUntil = 0;
-        c.session?.releaseAll();
+        c.session.releaseAll();
       }
     }
   }, BACKPRESSURE_SWEEP_MS);

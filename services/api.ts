@@ -25,7 +25,7 @@ import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { ChatStore } from "../store/store.js";
 import { startApiServer, type ApiServer } from "./api-server.js";
 import { createAuthenticator, type Authenticator } from "./auth.js";
-import { createChannelAccess, createChannelService } from "./channels.js";
+import { createChannelAccess, createChannelService, MEMBER_CHECK_TTL_MS, SOLE_WRITER_MEMBER_CHECK_TTL_MS } from "./channels.js";
 import { createLocalEventBackend } from "./event-backend.js";
 import type { EventBackend } from "./event-session.js";
 import { EventService, registerEventService } from "./event-service.js";
@@ -149,7 +149,9 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     logger,
     now: Date.now,
   };
-  const access = createChannelAccess(deps);
+  const access = createChannelAccess(deps, {
+    memberCheckTtlMs: config.store.kind === "sqlite" ? SOLE_WRITER_MEMBER_CHECK_TTL_MS : MEMBER_CHECK_TTL_MS,
+  });
   const handlers: ChatHandlers = {
     users: createUserService(deps),
     channels: createChannelService(deps, access),

@@ -1,12 +1,14 @@
 /**
- * Credentials: user tokens are HS256 JWTs (jose) signed with the server key;
- * the admin credential is one bearer value from config. Verified tokens are
- * cached until they expire, so the post path does not pay an HMAC per request.
+ * Credentials: user tokens are HS256 JWTs (fast-jwt) signed with the server
+ * key; the admin credential is one bearer value from config. Verification is
+ * synchronous (an HMAC), so the gateway can admit a socket within uWS's
+ * upgrade handler (see gateway.ts). Verified tokens are cached until they
+ * expire, so the post path does not pay an HMAC per request.
  */
 import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
-import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
+import { createSigner, createVerifier } from "fast-jwt";
 import { LRUCache } from "lru-cache";
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 
 export type Principal =
   | { kind: "admin" }
@@ -32,18 +34,47 @@ export interface Authenticator {
    * Checks an "Authorization" header value ("Bearer <token>").
    * Throws ConnectError UNAUTHENTICATED when it is missing, forged or expired.
    */
-  authenticate(authorization: string | null | undefined): Promise<Principal>;
+  authenticate(authorization: string | null | undefined): Principal;
   readonly maxTokenTtlSeconds: number;
 }
 
+const ADMIN: Principal = Object.freeze({ kind: "admin" });
 const ISSUER = "chat";
 const AUDIENCE = "chat.v1";
 
 export function createAuthenticator(options: AuthOptions): Authenticator {
-  const key = new TextEncoder().encode(options.jwtSecret);
   const now = options.now ?? Date.now;
   const adminDigest = digest(options.adminToken);
-  const verified = new LRUCache<string, { userId: bigint; expiresAt: number }>({ max: 100_000 });
+  // Keyed by 128 bits of the token's SHA-256 (a 16-character string) rather
+  // than the ~200-character token, and the principal itself is the value,
+  // shared by every caller (a user's sockets): a gateway holds one entry per user.
+  const verified = new LRUCache<string, UserPrincipal & { expiresAt: number }>({ max: 100_000 });
+
+  const sign = createSigner({ key: options.jwtSecret, algorithm: "HS256", noTimestamp: true });
+  // Expiry is checked below against now() (tests move the clock); fast-jwt checks the rest.
+  const decode = createVerifier({
+    key: options.jwtSecret,
+    algorithms: ["HS256"],
+    allowedIss: ISSUER,
+    allowedAud: AUDIENCE,
+    requiredClaims: ["sub", "exp"],
+    ignoreExpiration: true,
+  });
+
+  const verify = (token: string): UserPrincipal & { expiresAt: number } => {
+    let payload: { sub?: unknown; exp?: unknown };
+    try {
+      payload = decode(token) as typeof payload;
+    } catch (err) {
+      throw new ConnectError("invalid token", Code.Unauthenticated, undefined, undefined, err);
+    }
+    const subject = payload.sub;
+    if (typeof subject !== "string" || !/^\d{1,20}$/.test(subject)) {
+      throw new ConnectError("invalid token: bad subject", Code.Unauthenticated);
+    }
+    if (typeof payload.exp !== "number") throw new ConnectError("invalid token: bad exp", Code.Unauthenticated);
+    return Object.freeze({ kind: "user" as const, userId: BigInt(subject), expiresAt: payload.exp * 1000 });
+  };
 
   return {
     maxTokenTtlSeconds: options.maxTokenTtlSeconds,
@@ -51,52 +82,24 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
     async issueToken(userId, ttlSeconds) {
       const ttl = ttlSeconds === 0 ? options.defaultTokenTtlSeconds : ttlSeconds;
       const issuedAt = Math.floor(now() / 1000);
-      const token = await new SignJWT({})
-        .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-        .setSubject(userId.toString())
-        .setIssuer(ISSUER)
-        .setAudience(AUDIENCE)
-        .setIssuedAt(issuedAt)
-        .setExpirationTime(issuedAt + ttl)
-        .sign(key);
+      const token = sign({ sub: userId.toString(), iss: ISSUER, aud: AUDIENCE, iat: issuedAt, exp: issuedAt + ttl });
       return { token, expiresAt: (issuedAt + ttl) * 1000 };
     },
 
-    async authenticate(authorization) {
+    authenticate(authorization) {
       const token = bearerToken(authorization);
-      // Verified user tokens first: the hot path skips hashing. The admin
-      // comparison stays constant-time for every token that is not cached.
-      const cached = verified.get(token);
-      if (cached) {
-        if (cached.expiresAt > now()) return { kind: "user", userId: cached.userId, expiresAt: cached.expiresAt };
-        verified.delete(token);
+      const tokenDigest = digest(token);
+      const cacheKey = keyOf(tokenDigest);
+      const cached = verified.get(cacheKey);
+      // Constant-time for every token that is not cached.
+      if (!cached && timingSafeEqual(tokenDigest, adminDigest)) return ADMIN;
+      const principal = cached ?? verify(token);
+      if (principal.expiresAt <= now()) {
+        verified.delete(cacheKey);
         throw new ConnectError("token expired", Code.Unauthenticated);
       }
-      if (timingSafeEqual(digest(token), adminDigest)) return { kind: "admin" };
-      let subject: string | undefined;
-      let expiresAt: number;
-      try {
-        const { payload } = await jwtVerify(token, key, {
-          algorithms: ["HS256"],
-          issuer: ISSUER,
-          audience: AUDIENCE,
-          requiredClaims: ["sub", "exp"],
-          currentDate: new Date(now()),
-        });
-        subject = payload.sub;
-        expiresAt = (payload.exp ?? 0) * 1000;
-      } catch (err) {
-        if (err instanceof joseErrors.JWTExpired) {
-          throw new ConnectError("token expired", Code.Unauthenticated, undefined, undefined, err);
-        }
-        throw new ConnectError("invalid token", Code.Unauthenticated, undefined, undefined, err);
-      }
-      if (subject === undefined || !/^\d{1,20}$/.test(subject)) {
-        throw new ConnectError("invalid token: bad subject", Code.Unauthenticated);
-      }
-      const userId = BigInt(subject);
-      verified.set(token, { userId, expiresAt });
-      return { kind: "user", userId, expiresAt };
+      if (!cached) verified.set(cacheKey, principal);
+      return principal;
     },
   };
 }
@@ -110,5 +113,10 @@ function bearerToken(authorization: string | null | undefined): string {
 
 /** Fixed-length digests make the admin comparison constant-time whatever the input length. */
 function digest(value: string): Buffer {
-  return createHash("sha256").update(value).digest();
+  return hash("sha256", value, "buffer");
+}
+
+/** Its first 128 bits as a string of 16 one-byte characters, for map keys. */
+function keyOf(digest: Buffer): string {
+  return digest.toString("latin1", 0, 16);
 }

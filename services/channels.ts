@@ -84,8 +84,9 @@ export interface ChannelAccess {
   member(caller: UserPrincipal, channelId: bigint): Promise<{ channel: ChannelRecord; membership: MembershipRecord }>;
   /**
    * member() for the hot paths (posting, reading history): a positive answer
-   * is reused for MEMBER_CHECK_TTL_MS. Leaving or being removed through this
-   * node takes effect at once; through another node within that time. The
+   * is reused for a while (MEMBER_CHECK_TTL_MS on a shared store). Leaving or
+   * being removed through this node takes effect at once; through another
+   * node within that time. The
    * membership's flags may be stale: decide with it, never answer with it.
    */
   isMember(caller: UserPrincipal, channelId: bigint): Promise<{ channel: ChannelRecord }>;
@@ -93,10 +94,15 @@ export interface ChannelAccess {
   forget(channelId: bigint, userId: bigint): void;
 }
 
-/** How long a positive membership check is reused by posting and reading. */
+/**
+ * How long a positive membership check is reused by posting and reading when
+ * other nodes share the store (their leaves and removals are seen this late).
+ */
 export const MEMBER_CHECK_TTL_MS = 3_000;
+/** The same with a store only this process writes: every membership ends through forget(). */
+export const SOLE_WRITER_MEMBER_CHECK_TTL_MS = 10 * 60_000;
 
-export function createChannelAccess(deps: Pick<ServiceDeps, "store">): ChannelAccess {
+export function createChannelAccess(deps: Pick<ServiceDeps, "store">, options: { memberCheckTtlMs?: number } = {}): ChannelAccess {
   const { store } = deps;
   // Authorization needs only a channel's kind, visibility and delivery mode,
   // which never change after creation, so channel records are cached for it.
@@ -125,7 +131,7 @@ export function createChannelAccess(deps: Pick<ServiceDeps, "store">): ChannelAc
   };
   // Every post and history read checks membership; on a remote store that is a
   // round trip per request, for an answer that rarely changes.
-  const members = new LRUCache<string, { channel: ChannelRecord }>({ max: 200_000, ttl: MEMBER_CHECK_TTL_MS });
+  const members = new LRUCache<string, { channel: ChannelRecord }>({ max: 200_000, ttl: options.memberCheckTtlMs ?? MEMBER_CHECK_TTL_MS });
   return {
     visible,
     member,

@@ -41,6 +41,7 @@ function toItem(f: ServerFrame): SubscribeResponse | undefined {
 
 export function registerEventService(router: ConnectRouter, options: EventServiceOptions): void {
   const { backend, fanout } = options;
+  const sessionEnv = { backend, fanout, options: { resumeLimit: options.resumeLimit, maxHeldEvents: options.maxQueued, maxCursors: 10_000 } };
   router.service(EventService, {
     async *subscribe(req, ctx: HandlerContext) {
       const principal = ctx.values.get(principalKey);
@@ -52,8 +53,7 @@ export function registerEventService(router: ConnectRouter, options: EventServic
       const following = new Map<bigint, (event: Event) => void>();
       const session = new EventSession(
         principal,
-        backend,
-        fanout,
+        sessionEnv,
         {
           send(f) {
             const item = toItem(f);
@@ -73,8 +73,6 @@ export function registerEventService(router: ConnectRouter, options: EventServic
           },
           overflow: () => queue.fail(new ConnectError("too slow: resubscribe with cursors", Code.ResourceExhausted)),
         },
-        { resumeLimit: options.resumeLimit, maxHeldEvents: options.maxQueued, maxCursors: 10_000 },
-        req.cursors.length > 0,
       );
       const expiry =
         principal.expiresAt === undefined
@@ -87,7 +85,7 @@ export function registerEventService(router: ConnectRouter, options: EventServic
         queue.fail(new ConnectError("events may have been missed: resubscribe with cursors", Code.Unavailable));
       options.busEvents?.on("reconnect", onBusReconnect);
       try {
-        await session.start(() => undefined);
+        await session.start(() => undefined, req.cursors.length > 0);
         if (req.cursors.length > 0) {
           session.resume(req.cursors).catch((err: unknown) => queue.fail(err));
         }

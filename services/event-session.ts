@@ -87,55 +87,71 @@ const withoutChannel = (ids: ChannelIds, id: bigint): ChannelIds => {
   return ids;
 };
 
-export class EventSession {
-  /** Every channel this session follows, live or held. */
-  private channels: ChannelIds = NO_CHANNELS;
-  /** Held channels with their buffered events; created on first use (most sessions never hold). */
-  private held: Map<bigint, { events: Event[]; listener: (event: Event) => void }> | undefined;
-  private heldCount = 0;
+/** What every session of a process shares: one object rather than three fields per session. */
+export interface SessionEnv {
+  backend: EventBackend;
+  fanout: Fanout;
+  options: EventSessionOptions;
+}
+
+/**
+ * A session's held and catching-up channels and its queue of resumes, created
+ * by the first hold (most sessions never hold: an idle socket keeps one empty
+ * field, not four).
+ */
+interface Holds {
+  /** Held channels with their buffered events. */
+  held: Map<bigint, { events: Event[]; listener: (event: Event) => void }>;
+  heldCount: number;
   /**
    * Channels just resumed whose live stream may still carry messages at or
    * below the replay's last id (stored, hence replayed, but published a
    * moment later): events are forwarded one by one, those dropped, until a
    * newer message shows the stream has passed them; then the channel goes live.
    */
-  private catchingUp: Map<bigint, (event: Event) => void> | undefined;
+  catchingUp: Map<bigint, (event: Event) => void>;
+  resuming: Promise<void>;
+}
+
+export class EventSession {
+  /** Every channel this session follows, live or held. */
+  private channels: ChannelIds = NO_CHANNELS;
+  private holds: Holds | undefined;
   /** User events that arrive while start() loads the channels; undefined once started. */
   private early: Event[] | undefined = [];
   private closed = false;
-  private resuming: Promise<void> | undefined;
-  private readonly onUser = (event: Event) => {
-    if (this.early) this.early.push(event);
-    else this.onUserEvent(event);
-  };
 
-  /**
-   * @param holdAtStart hold every channel from the start until the first
-   *   resume (strict catch-up on reconnect).
-   */
   constructor(
     readonly user: UserPrincipal,
-    private readonly backend: EventBackend,
-    private readonly fanout: Fanout,
+    private readonly env: SessionEnv,
     private readonly transport: SessionTransport,
-    private readonly options: EventSessionOptions,
-    private readonly holdAtStart = false,
   ) {}
 
   /**
    * Loads the user's channels and starts following them; calls hello with
    * them before any event is sent. Membership changes that happen meanwhile
    * are applied after hello, in order.
+   * @param holdAtStart hold every channel from the start until the first
+   *   resume (strict catch-up on reconnect).
    */
-  async start(hello: (channelIds: bigint[]) => void): Promise<void> {
-    this.fanout.watchUser(this.user.userId, this.onUser);
-    const ids = await this.backend.channelsOf(this.user, () => !this.closed);
+  async start(hello: (channelIds: bigint[]) => void, holdAtStart = false): Promise<void> {
+    this.env.fanout.watchUser(this.user.userId, this);
+    const ids = await this.env.backend.channelsOf(this.user, () => !this.closed);
     if (this.closed) return;
-    for (const id of ids) this.add(id, this.holdAtStart);
+    for (const id of ids) this.add(id, holdAtStart);
     hello([...this.channels]);
     const early = this.early ?? [];
     this.early = undefined;
     for (const event of early) this.onUserEvent(event);
+  }
+
+  /**
+   * The user's events, from the Fanout (the session is its own listener: no
+   * closure per session). Not for other callers.
+   */
+  handleEvent(event: Event): void {
+    if (this.early) this.early.push(event);
+    else this.onUserEvent(event);
   }
 
   get channelIds(): bigint[] {
@@ -144,33 +160,40 @@ export class EventSession {
 
   /** Catches up on the given channels; resumes run one after another. */
   resume(cursors: ChannelCursor[]): Promise<void> {
-    this.resuming = (this.resuming ?? Promise.resolve()).then(() => this.runResume(cursors));
-    return this.resuming;
+    const holds = this.holdsNow();
+    holds.resuming = holds.resuming.then(() => this.runResume(cursors));
+    return holds.resuming;
   }
 
   /** Makes every held channel live (the start-up hold ends without a resume). */
   releaseAll(): void {
-    if (!this.held) return;
-    for (const channelId of [...this.held.keys()]) this.release(channelId, 0n);
+    if (!this.holds) return;
+    for (const channelId of [...this.holds.held.keys()]) this.release(channelId, 0n);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.fanout.unwatchUser(this.user.userId, this.onUser);
+    const { fanout } = this.env;
+    fanout.unwatchUser(this.user.userId, this);
     for (const channelId of this.channels) {
-      const held = this.held?.get(channelId);
-      if (held) this.fanout.unwatchChannel(channelId, held.listener);
+      const held = this.holds?.held.get(channelId);
+      if (held) fanout.unwatchChannel(channelId, held.listener);
       else if (!this.stopCatchingUp(channelId)) this.transport.unfollow(channelId);
     }
-    this.held = undefined;
+    this.holds?.held.clear();
     this.channels = NO_CHANNELS;
+  }
+
+  private holdsNow(): Holds {
+    return (this.holds ??= { held: new Map(), heldCount: 0, catchingUp: new Map(), resuming: Promise.resolve() });
   }
 
   private async runResume(cursors: ChannelCursor[]): Promise<void> {
     if (this.closed) return;
-    if (cursors.length > this.options.maxCursors) {
-      this.sendError(Code.InvalidArgument, `cursors: at most ${this.options.maxCursors} per resume (got ${cursors.length})`);
+    const { options, backend } = this.env;
+    if (cursors.length > options.maxCursors) {
+      this.sendError(Code.InvalidArgument, `cursors: at most ${options.maxCursors} per resume (got ${cursors.length})`);
       return;
     }
     const wanted = new Map<bigint, bigint>();
@@ -180,13 +203,13 @@ export class EventSession {
         continue;
       }
       wanted.set(c.channelId, c.lastSeenId);
-      this.hold(c.channelId, !this.held?.has(c.channelId));
+      this.hold(c.channelId, !this.holds?.held.has(c.channelId));
     }
     for (const [channelId, lastSeen] of wanted) {
       let replayed: Message[] = [];
       let complete = true;
       try {
-        const page = await this.backend.missed(this.user, channelId, lastSeen, this.options.resumeLimit);
+        const page = await backend.missed(this.user, channelId, lastSeen, options.resumeLimit);
         if (this.closed) return;
         if (!hasChannel(this.channels, channelId)) continue; // left the channel meanwhile
         replayed = page.messages;
@@ -239,45 +262,47 @@ export class EventSession {
   private remove(channelId: bigint): void {
     if (!hasChannel(this.channels, channelId)) return;
     this.channels = withoutChannel(this.channels, channelId);
-    const held = this.held?.get(channelId);
+    const held = this.holds?.held.get(channelId);
     if (held) {
-      this.fanout.unwatchChannel(channelId, held.listener);
-      this.heldCount -= held.events.length;
-      this.held!.delete(channelId);
+      this.env.fanout.unwatchChannel(channelId, held.listener);
+      this.holds!.heldCount -= held.events.length;
+      this.holds!.held.delete(channelId);
     } else if (!this.stopCatchingUp(channelId)) {
       this.transport.unfollow(channelId);
     }
   }
 
   private hold(channelId: bigint, wasLive: boolean): void {
-    this.held ??= new Map();
-    if (this.held.has(channelId)) return;
+    const holds = this.holdsNow();
+    if (holds.held.has(channelId)) return;
     if (this.stopCatchingUp(channelId)) wasLive = false;
     const events: Event[] = [];
     const listener = (event: Event) => {
-      if (this.heldCount >= this.options.maxHeldEvents) {
+      if (holds.heldCount >= this.env.options.maxHeldEvents) {
         this.transport.overflow();
         return;
       }
       events.push(event);
-      this.heldCount++;
+      holds.heldCount++;
     };
-    this.fanout.watchChannel(channelId, listener);
-    this.held.set(channelId, { events, listener });
+    this.env.fanout.watchChannel(channelId, listener);
+    holds.held.set(channelId, { events, listener });
     if (wasLive) this.transport.unfollow(channelId);
   }
 
   /**
    * Sends what was buffered (minus messages at or below lastId) and goes live
    * in one step, or, if the buffer holds no message newer than lastId yet,
-   * catches up first (see catchingUp).
+   * catches up first (see Holds.catchingUp).
    */
   private release(channelId: bigint, lastId: bigint): void {
-    const held = this.held?.get(channelId);
-    if (!held) return;
-    this.fanout.unwatchChannel(channelId, held.listener);
-    this.held!.delete(channelId);
-    this.heldCount -= held.events.length;
+    const holds = this.holds;
+    const held = holds?.held.get(channelId);
+    if (!holds || !held) return;
+    const { fanout } = this.env;
+    fanout.unwatchChannel(channelId, held.listener);
+    holds.held.delete(channelId);
+    holds.heldCount -= held.events.length;
     let passed = lastId === 0n;
     for (const event of held.events) {
       const id = messageIdOf(event);
@@ -298,16 +323,16 @@ export class EventSession {
       this.stopCatchingUp(channelId);
       this.transport.follow(channelId);
     };
-    (this.catchingUp ??= new Map()).set(channelId, listener);
-    this.fanout.watchChannel(channelId, listener);
+    holds.catchingUp.set(channelId, listener);
+    fanout.watchChannel(channelId, listener);
   }
 
   /** Ends a channel's catch-up, if it had one; returns whether it had. */
   private stopCatchingUp(channelId: bigint): boolean {
-    const listener = this.catchingUp?.get(channelId);
+    const listener = this.holds?.catchingUp.get(channelId);
     if (!listener) return false;
-    this.fanout.unwatchChannel(channelId, listener);
-    this.catchingUp!.delete(channelId);
+    this.env.fanout.unwatchChannel(channelId, listener);
+    this.holds!.catchingUp.delete(channelId);
     return true;
   }
 

@@ -134,6 +134,7 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
         // write-behind log instead of the store. Either way events leave in id
         // order even when writes finish out of order.
         const slot = publishOrder.reserve(channelId);
+        const writeStarted = performance.now();
         const writing = channel.delivery === "persisted" ? store.appendMessage(record) : fastLog.append(record);
         // FAST without an idempotency key cannot turn out to repeat an earlier
         // post, so members get it while the log takes it (the log record left
@@ -146,6 +147,7 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
         let stored;
         try {
           stored = await writing;
+          metrics.messageWriteSeconds.observe({ delivery: channel.delivery }, (performance.now() - writeStarted) / 1000);
         } catch (err) {
           if (!early) publishOrder.skip(channelId, slot);
           throw err;

@@ -79,3 +79,36 @@ export function sumSamples(all: Iterable<Samples>): Samples {
 export function grownSamples(before: Samples, after: Samples): Samples {
   return Object.fromEntries(Object.entries(after).flatMap(([k, v]) => (v - (before[k] ?? 0) !== 0 ? [[k, v - (before[k] ?? 0)]] : [])));
 }
+
+/**
+ * The q-quantile (0..1) of a Prometheus histogram from its cumulative
+ * `<name>_bucket{…le="…"}` samples (summed over label sets), interpolated
+ * linearly inside the bucket as Prometheus's histogram_quantile does;
+ * undefined when it holds no observations.
+ */
+export function histogramQuantile(samples: Samples, name: string, q: number): number | undefined {
+  const byBound = new Map<number, number>();
+  for (const [key, value] of Object.entries(samples)) {
+    if (!key.startsWith(`${name}_bucket{`)) continue;
+    const le = /le="([^"]+)"/.exec(key)?.[1];
+    if (le === undefined) continue;
+    const bound = le === "+Inf" ? Infinity : Number(le);
+    byBound.set(bound, (byBound.get(bound) ?? 0) + value);
+  }
+  const buckets = [...byBound].sort((a, b) => a[0] - b[0]);
+  const total = buckets.at(-1)?.[1] ?? 0;
+  if (total === 0) return undefined;
+  const rank = q * total;
+  let lowerBound = 0;
+  let lowerCount = 0;
+  for (const [bound, count] of buckets) {
+    if (count >= rank) {
+      // Above the highest finite bound Prometheus answers that bound.
+      if (bound === Infinity) return lowerBound;
+      return lowerBound + ((bound - lowerBound) * (rank - lowerCount)) / Math.max(1, count - lowerCount);
+    }
+    lowerBound = bound;
+    lowerCount = count;
+  }
+  return lowerBound;
+}

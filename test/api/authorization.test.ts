@@ -2,7 +2,7 @@
  * The authorization matrix: who may read, list or post in which channel, and
  * which credentials are refused at all.
  */
-import { SignJWT } from "jose";
+import { createSigner } from "fast-jwt";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -85,14 +85,9 @@ describe("credentials", () => {
   });
 
   it("refuses a forged token (signed with another key)", async () => {
-    const forged = await new SignJWT({})
-      .setProtectedHeader({ alg: "HS256" })
-      .setSubject(owner.id.toString())
-      .setIssuer("chat")
-      .setAudience("chat.v1")
-      .setIssuedAt()
-      .setExpirationTime("1h")
-      .sign(new TextEncoder().encode("attacker-chosen-key-attacker-chosen-key"));
+    const forged = createSigner({ key: "attacker-chosen-key-attacker-chosen-key", algorithm: "HS256", iss: "chat", aud: "chat.v1", expiresIn: 3600_000 })({
+      sub: owner.id.toString(),
+    });
     await expectCode(t.clients(forged).messages.listMessages({ channelId: pub }), Code.Unauthenticated, /invalid token/);
   });
 

@@ -97,6 +97,9 @@ describe("the chat program", () => {
       }
     });
     while (acknowledged.length < 200) await new Promise((r) => setTimeout(r, 5));
+    const during = await (await fetch(`${first.url}/metrics`)).text();
+    const writes = Number(/chat_message_write_seconds_count\{delivery="persisted"\} (\d+)/.exec(during)?.[1] ?? 0);
+    expect(writes).toBeGreaterThanOrEqual(200);
     first.child.kill("SIGTERM");
     const code = await first.exited;
     stop = true;

@@ -103,7 +103,11 @@ export class TestSocket {
 
   /** The hello frame; a generous timeout, since a loaded CI machine may start sessions slowly. */
   async hello() {
-    const f = await this.next((x) => x.frame.case === "hello", 15_000);
+    const closedFirst = this.closed.then(({ code, reason }) => {
+      throw new Error(`socket closed (${code} ${reason}) before its hello`);
+    });
+    const f = await Promise.race([this.next((x) => x.frame.case === "hello", 15_000), closedFirst]);
+    closedFirst.catch(() => {});
     if (f.frame.case !== "hello") throw new Error("unreachable");
     return f.frame.value;
   }
