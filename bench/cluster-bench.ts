@@ -24,9 +24,9 @@
  *   3. post-to-delivery at --rate posts/s for --seconds with --sockets
  *      WebSockets connected to the gateway (users in channels of --group),
  *      posting through the API over --streams streams; a probe socket in
- *      every channel measures receive time minus the send time carried in the
- *      text, and the load-generator processes count deliveries, so any loss
- *      shows.
+ *      every channel (in a process of its own, support/delivery-probe.ts)
+ *      measures receive time minus the send time carried in the text, and the
+ *      load-generator processes count deliveries, so any loss shows.
  *
  * Run: npm run bench:cluster -- [--quick] [--modes embedded,scale-out] [--post-seconds 10] [--warmup-seconds 2]
  *        [--streams 16] [--window 16] [--history 100000] [--history-age 65] [--readers 16]
@@ -45,9 +45,7 @@ import { execFileSync, fork, spawnSync, type ChildProcess } from "node:child_pro
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import WebSocket from "ws";
 import { ChannelService, DeliveryMode } from "../gen/chat/v1/channel_pb.js";
-import { ServerFrameSchema } from "../gen/chat/v1/frame_pb.js";
 import { ListMessagesRequestSchema, ListMessagesResponseSchema } from "../gen/chat/v1/message_pb.js";
 import { UserService } from "../gen/chat/v1/user_pb.js";
 import { CASSANDRA_VERSION, startCassandra } from "../infra/harness/cassandra.js";
@@ -585,9 +583,10 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
     scrape(`http://${gw.host}/metrics`, ["chat_gateway_closes_total", "chat_gateway_backpressure_drops_total", "chat_gateway_connections"]);
   const gatewayBefore = await gatewayMetrics();
   const workers: ChildProcess[] = [];
-  const stopWorkers = onCleanup("load workers", async () => {
+  let probeProcess: ChildProcess | undefined;
+  const stopWorkers = onCleanup("load workers and the probe", async () => {
     await Promise.all(
-      workers.map(async (w) => {
+      [...workers, ...(probeProcess ? [probeProcess] : [])].map(async (w) => {
         if (w.exitCode !== null || w.signalCode !== null) return;
         const exited = new Promise((r) => w.once("exit", r));
         if (w.connected) w.send({ type: "close" });
@@ -596,7 +595,6 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
       }),
     );
   });
-  let probeSocket: WebSocket | undefined;
   const sessions = [h2session(dep.apiUrl), h2session(dep.apiUrl)];
   try {
     const targets = users.flatMap((u) => Array.from({ length: spu }, () => ({ host: gw.hostname, port: Number(gw.port), token: u.token })));
@@ -621,28 +619,15 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
       return { frames: s.reduce((a, x) => a + x.frames, 0), closed: s.reduce((a, x) => a + x.closed, 0) };
     };
 
-    // The probe: a member of every channel, in this process; latency = receive time - send time in the text.
-    const latencies: number[] = [];
-    let probeReceived = 0;
-    let counting = false;
-    probeSocket = new WebSocket(dep.gatewayUrl, ["chat.v1.proto"], { headers: { authorization: `Bearer ${probe!.token}` } });
-    const ws = probeSocket;
-    ws.on("message", (data: Buffer) => {
-      const received = nowMs();
-      const f = fromBinary(ServerFrameSchema, new Uint8Array(data));
-      if (counting && f.frame.case === "event" && f.frame.value.payload.case === "messagePosted") {
-        const text = f.frame.value.payload.value.message?.text ?? "";
-        if (text.startsWith("t:")) {
-          latencies.push(received - Number(text.slice(2, text.indexOf(" "))));
-          probeReceived++;
-        }
-      }
-    });
-    await new Promise<void>((resolve, reject) => {
-      ws.once("message", () => resolve());
-      ws.once("error", reject);
-      ws.once("unexpected-response", (_req, res) => reject(new Error(`probe upgrade rejected: HTTP ${res.statusCode}`)));
-    });
+    // The probe: a member of every channel, in a process of its own; latency = receive time - send time in the text.
+    const prober = track(fork(path.resolve("dist/bench/support/delivery-probe.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] }));
+    probeProcess = prober;
+    const probeOpened = ask(prober, { type: "open", url: dep.gatewayUrl, token: probe!.token }, "opened", 30_000, "delivery probe");
+    const probeFailed = new Promise<never>((_, reject) =>
+      prober.on("message", (m: { type: string; message?: string }) => m.type === "error" && reject(new Error(m.message))),
+    );
+    await Promise.race([probeOpened, probeFailed]);
+    const probeStats = () => ask<{ received: number; latencies: number[] }>(prober, { type: "stats" }, "probe-stats", 30_000, "delivery probe");
     await sleep(2000);
     await Promise.all(workers.map((w) => ask(w, { type: "reset" }, "reset")));
 
@@ -664,7 +649,7 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
     });
     const stagesBefore = await stages();
     const meter = cpuMeter(meterPids);
-    counting = true;
+    await ask(prober, { type: "count", on: true }, "counting");
     const acks: Array<Promise<unknown>> = [];
     let postErrors = 0;
     let lagMs = 0;
@@ -685,11 +670,14 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
     const cpuPercent = meter();
     let got = await stats();
     const deadline = Date.now() + 15_000;
-    while ((got.frames < expected || probeReceived < total) && Date.now() < deadline) {
+    let probed = await probeStats();
+    while ((got.frames < expected || probed.received < total) && Date.now() < deadline) {
       await sleep(100);
-      got = await stats();
+      [got, probed] = await Promise.all([stats(), probeStats()]);
     }
-    counting = false;
+    await ask(prober, { type: "count", on: false }, "counting");
+    const latencies = probed.latencies;
+    const probeReceived = probed.received;
     await Promise.all(streams.map((st) => st.end()));
     // The gateway's own count of closed sockets by reason, and of dropped frames.
     const gatewayCounters = grown(gatewayBefore, await gatewayMetrics());
@@ -739,7 +727,6 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
     if (got.closed > 0 || out.lostDeliveries > 0) log(`delivery: gateway counters during the test: ${JSON.stringify(gatewayCounters)}`);
     return out;
   } finally {
-    probeSocket?.terminate();
     for (const x of sessions) x.close();
     await stopWorkers();
   }

@@ -26,6 +26,7 @@ import {
 } from "../store.js";
 import { MAX_ID } from "../../core/ids.js";
 import { MIGRATIONS } from "./migrations.js";
+import { BACKSTOP_AUTOCHECKPOINT_PAGES, CHECKPOINT_INTERVAL_MS, startCheckpointer, type Checkpointer } from "./checkpointer.js";
 import { WalSync } from "./wal-sync.js";
 
 export interface SqliteStoreOptions {
@@ -35,6 +36,8 @@ export interface SqliteStoreOptions {
   maxBatch?: number;
   /** Called after each group commit, for metrics. */
   onBatch?: (size: number, seconds: number) => void;
+  /** How often the worker thread checkpoints the WAL (default CHECKPOINT_INTERVAL_MS). */
+  checkpointIntervalMs?: number;
 }
 
 type Row = Record<string, unknown>;
@@ -59,7 +62,12 @@ export function createSqliteStore(options: SqliteStoreOptions): ChatStore {
   db.pragma("busy_timeout = 5000");
   db.pragma("foreign_keys = OFF");
   migrate(db);
-  return new SqliteStore(db, options, new WalSync(options.file === ":memory:" ? undefined : options.file));
+  if (options.file === ":memory:") return new SqliteStore(db, options, new WalSync(undefined));
+  db.pragma(`wal_autocheckpoint = ${BACKSTOP_AUTOCHECKPOINT_PAGES}`);
+  const checkpointer = startCheckpointer(options.file, options.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS, () =>
+    db.pragma("wal_autocheckpoint = 1000"),
+  );
+  return new SqliteStore(db, options, new WalSync(options.file), checkpointer);
 }
 
 function migrate(db: Database.Database): void {
@@ -145,6 +153,7 @@ class SqliteStore implements ChatStore {
     private readonly db: Database.Database,
     private readonly options: SqliteStoreOptions,
     private readonly wal: WalSync,
+    private readonly checkpointer?: Checkpointer,
   ) {
     this.maxBatch = options.maxBatch ?? 512;
     const p = (sql: string) => db.prepare(sql);
@@ -336,6 +345,7 @@ class SqliteStore implements ChatStore {
   async close(): Promise<void> {
     this.closed = true;
     while (this.queue.length > 0) this.flush();
+    await this.checkpointer?.stop();
     await this.wal.durable();
     this.db.close();
     this.wal.close();

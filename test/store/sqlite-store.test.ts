@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -17,6 +17,34 @@ describeStoreContract("sqlite", {
 });
 
 describe("sqlite store", () => {
+  it("checkpoints the WAL on a worker thread, never inside a commit on the event loop", async () => {
+    const fill = async (store: ReturnType<typeof createSqliteStore>) => {
+      const u = user();
+      await store.createUser(u);
+      const c = group(u.id);
+      await store.createGroupChannel(c, membership(c.id, u.id, "owner"));
+      // ~8 MiB of messages: twice SQLite's default automatic checkpoint (1,000 pages).
+      for (let b = 0; b < 20; b++) {
+        await Promise.all(Array.from({ length: 200 }, (_, i) => store.appendMessage(message(c.id, u.id, `${"x".repeat(2000)} ${b}/${i}`))));
+      }
+    };
+    const idle = path.join(dir, "checkpoint-idle.sqlite");
+    const withoutWorker = createSqliteStore({ file: idle, checkpointIntervalMs: 3_600_000 });
+    const idleBefore = statSync(idle).size;
+    await fill(withoutWorker);
+    expect(statSync(idle).size).toBe(idleBefore);
+    await withoutWorker.close();
+
+    const busy = path.join(dir, "checkpoint-busy.sqlite");
+    const withWorker = createSqliteStore({ file: busy, checkpointIntervalMs: 50 });
+    const busyBefore = statSync(busy).size;
+    await fill(withWorker);
+    const deadline = Date.now() + 5000;
+    while (statSync(busy).size < busyBefore + 4_000_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(statSync(busy).size).toBeGreaterThan(busyBefore + 4_000_000);
+    await withWorker.close();
+  });
+
   it("keeps what it acknowledged across a reopen", async () => {
     const file = path.join(dir, "reopen.sqlite");
     const store = createSqliteStore({ file });
