@@ -61,7 +61,7 @@ import { openPostStream } from "./support/post-stream.js";
 import { cpuSeconds } from "./support/proc.js";
 import { grownSamples as grown, histogramQuantile, scrape } from "./support/scrape-workers.js";
 import type { WorkerStats } from "./support/ws-load-worker.js";
-import { summarize, type LatencySummary } from "./support/stats.js";
+import { nowMs, summarize, type LatencySummary } from "./support/stats.js";
 import { packageVersions, sqliteVersion } from "./support/versions.js";
 import { createH2Caller, h2session } from "./support/h2-caller.js";
 
@@ -103,7 +103,6 @@ const PAGE = 50;
 const GOALS = { postsPerSecond: 5000, listColdP99Ms: 15, deliveryP99Ms: 25 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const nowMs = () => performance.timeOrigin + performance.now();
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
 /** An h2c session whose errors surface on its streams instead of crashing the benchmark. */

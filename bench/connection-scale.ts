@@ -74,7 +74,7 @@ import {
   rssBytes,
   tcpCounters,
 } from "./support/proc.js";
-import { median, summarize } from "./support/stats.js";
+import { median, nowMs, summarize } from "./support/stats.js";
 import { packageVersions, sqliteVersion } from "./support/versions.js";
 
 // ---------------------------------------------------------------------------
@@ -123,7 +123,6 @@ const JWT_SECRET = "bench-jwt-secret-0123456789-0123456789";
 const GOALS = { connections: 200_000, gatewayBytesPerConnection: 2048, broadcastMs: 5000 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const nowMs = () => performance.timeOrigin + performance.now();
 const started = Date.now();
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)} +${Math.round((Date.now() - started) / 1000)}s] ${line}`);
 const mib = (b: number | undefined) => (b === undefined ? undefined : Math.round(b / 104857.6) / 10);

@@ -57,7 +57,7 @@ import { benchParams, envOf } from "./support/params.js";
 import { openPostStream } from "./support/post-stream.js";
 import { scrape } from "./support/scrape-workers.js";
 import type { WorkerStats } from "./support/ws-load-worker.js";
-import { summarize, type LatencySummary } from "./support/stats.js";
+import { nowMs, summarize, type LatencySummary } from "./support/stats.js";
 
 // ---------------------------------------------------------------------------
 // Parameters: CLI flag, else CHAT_BENCH_<FLAG>, else the --quick preset, else the default (support/params.ts).
@@ -95,7 +95,6 @@ const STALL_MS = 5000;
 const POLL_MS = 10;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const nowMs = () => performance.timeOrigin + performance.now();
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
 // ---------------------------------------------------------------------------

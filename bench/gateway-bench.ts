@@ -36,7 +36,7 @@ import { startNatsServer } from "../infra/harness/nats-server.js";
 import { inspectorUrl, memoryAfterGc } from "./support/inspector.js";
 import { machineInfo } from "./support/machine.js";
 import { openPostStream } from "./support/post-stream.js";
-import { median, summarize } from "./support/stats.js";
+import { median, nowMs, summarize } from "./support/stats.js";
 import type { WorkerStats } from "./support/ws-load-worker.js";
 
 const { values: args } = parseArgs({
@@ -229,7 +229,7 @@ async function main() {
         const text = f.frame.value.payload.value.message?.text ?? "";
         const sent = Number(text.slice(2, text.indexOf(" ")));
         if (text.startsWith("t:")) {
-          latencies.push(performance.timeOrigin + performance.now() - sent);
+          latencies.push(nowMs() - sent);
           probeCount++;
         }
       }
@@ -249,7 +249,7 @@ async function main() {
         const due = posting + (i * 1000) / RATE;
         const wait = due - Date.now();
         if (wait > 1) await sleep(wait);
-        acks.push(stream.post(groups[i % groups.length]!, `t:${performance.timeOrigin + performance.now()} message ${i}`));
+        acks.push(stream.post(groups[i % groups.length]!, `t:${nowMs()} message ${i}`));
       }
       await Promise.all(acks);
       const expected = total * GROUP_SIZE * SOCKETS_PER_USER;

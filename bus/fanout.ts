@@ -7,6 +7,7 @@
  */
 import type { Event } from "../gen/chat/v1/event_pb.js";
 import type { Bus, Subscription } from "./bus.js";
+import { forEachMember, withMember, withoutMember, type OneOrMany } from "./one-or-many.js";
 import type { Subjects } from "./subjects.js";
 
 /**
@@ -36,38 +37,19 @@ export interface FanoutOptions {
   onListenerError?: (err: unknown) => void;
 }
 
-/**
- * A subject's listeners: most subjects (a user's, in a gateway process) have
- * one, kept as is; several are an array, replaced rather than changed in
- * place, so that a delivery walks the listeners of its start.
- */
-export type Listeners = EventListener | EventListener[];
-
-export function withListener(listeners: Listeners, listener: EventListener): Listeners {
-  if (!Array.isArray(listeners)) return listeners === listener ? listeners : [listeners, listener];
-  return listeners.includes(listener) ? listeners : [...listeners, listener];
-}
-
-/** The listeners without this one; undefined when none is left. */
-export function withoutListener(listeners: Listeners, listener: EventListener): Listeners | undefined {
-  if (!Array.isArray(listeners)) return listeners === listener ? undefined : listeners;
-  const rest = listeners.filter((l) => l !== listener);
-  return rest.length === listeners.length ? listeners : rest.length === 1 ? rest[0] : rest;
-}
+/** A subject's listeners (most subjects, a user's in a gateway process, have one). */
+export type Listeners = OneOrMany<EventListener>;
 
 /** Calls every listener; one that throws does not keep the event from the others. */
 export function callListeners(listeners: Listeners, event: Event, onError?: (err: unknown) => void): void {
-  if (!Array.isArray(listeners)) return callOne(listeners, event, onError);
-  for (const l of listeners) callOne(l, event, onError);
-}
-
-function callOne(listener: EventListener, event: Event, onError?: (err: unknown) => void): void {
-  try {
-    if (typeof listener === "function") listener(event);
-    else listener.handleEvent(event);
-  } catch (err) {
-    onError?.(err);
-  }
+  forEachMember(listeners, (listener) => {
+    try {
+      if (typeof listener === "function") listener(event);
+      else listener.handleEvent(event);
+    } catch (err) {
+      onError?.(err);
+    }
+  });
 }
 
 export function createFanout(bus: Bus, subjects: Subjects, options: FanoutOptions = {}): Fanout {
@@ -82,14 +64,14 @@ export function createFanout(bus: Bus, subjects: Subjects, options: FanoutOption
 
   const watch = (subject: string, listener: EventListener): void => {
     const entry = entries.get(subject);
-    if (entry) entry.listeners = withListener(entry.listeners, listener);
+    if (entry) entry.listeners = withMember(entry.listeners, listener);
     else entries.set(subject, { subscription: bus.subscribe(subject, deliver), listeners: listener });
   };
 
   const unwatch = (subject: string, listener: EventListener): void => {
     const entry = entries.get(subject);
     if (!entry) return;
-    const rest = withoutListener(entry.listeners, listener);
+    const rest = withoutMember(entry.listeners, listener);
     if (rest !== undefined) {
       entry.listeners = rest;
       return;

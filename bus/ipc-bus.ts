@@ -13,15 +13,8 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { ChildProcess } from "node:child_process";
 import { EventSchema, type Event } from "../gen/chat/v1/event_pb.js";
 import type { Bus, Subscription } from "./bus.js";
-import {
-  callListeners,
-  withListener,
-  withoutListener,
-  type EventListener,
-  type Fanout,
-  type FanoutOptions,
-  type Listeners,
-} from "./fanout.js";
+import { callListeners, type EventListener, type Fanout, type FanoutOptions, type Listeners } from "./fanout.js";
+import { forEachMember, withMember, withoutMember, type OneOrMany } from "./one-or-many.js";
 import type { Subjects } from "./subjects.js";
 
 type ToParent = { bus: "sub" | "unsub"; subject: string };
@@ -58,14 +51,14 @@ export function createIpcFanout(
 
   const watch = (map: Map<bigint, Listeners>, id: bigint, subject: (id: bigint) => string, listener: EventListener) => {
     const listeners = map.get(id);
-    if (listeners) return void map.set(id, withListener(listeners, listener));
+    if (listeners) return void map.set(id, withMember(listeners, listener));
     map.set(id, listener);
     send({ bus: "sub", subject: subject(id) } satisfies ToParent);
   };
   const unwatch = (map: Map<bigint, Listeners>, id: bigint, subject: (id: bigint) => string, listener: EventListener) => {
     const listeners = map.get(id);
     if (!listeners) return;
-    const rest = withoutListener(listeners, listener);
+    const rest = withoutMember(listeners, listener);
     if (rest !== undefined) return void map.set(id, rest);
     map.delete(id);
     if (channel.connected) send({ bus: "unsub", subject: subject(id) } satisfies ToParent);
@@ -98,38 +91,32 @@ export interface WorkerBridge {
  * one bus handler for all of them, which finds the subject's workers.
  */
 export function createWorkerBridge(bus: Bus): WorkerBridge {
-  const wanted = new Map<string, { subscription: Subscription; workers: ChildProcess | ChildProcess[] }>();
+  const wanted = new Map<string, { subscription: Subscription; workers: OneOrMany<ChildProcess> }>();
 
   const forward = (event: Event, subject: string) => {
     const workers = wanted.get(subject)?.workers;
     if (workers === undefined) return;
     // Encoded once, whatever the number of workers.
     const message: ToWorker = { bus: "event", subject, bytes: toBinary(EventSchema, event) };
-    if (!Array.isArray(workers)) {
-      if (workers.connected) workers.send(message);
-      return;
-    }
-    for (const w of workers) if (w.connected) w.send(message);
+    forEachMember(workers, (w) => w.connected && w.send(message));
   };
 
   const add = (subject: string, worker: ChildProcess) => {
     const entry = wanted.get(subject);
-    if (!entry) wanted.set(subject, { subscription: bus.subscribe(subject, forward), workers: worker });
-    else if (Array.isArray(entry.workers)) {
-      if (!entry.workers.includes(worker)) entry.workers = [...entry.workers, worker];
-    } else if (entry.workers !== worker) entry.workers = [entry.workers, worker];
+    if (entry) entry.workers = withMember(entry.workers, worker);
+    else wanted.set(subject, { subscription: bus.subscribe(subject, forward), workers: worker });
   };
 
   const remove = (subject: string, worker: ChildProcess) => {
     const entry = wanted.get(subject);
     if (!entry) return;
-    if (Array.isArray(entry.workers)) {
-      const rest = entry.workers.filter((w) => w !== worker);
-      if (rest.length !== entry.workers.length) entry.workers = rest.length === 1 ? rest[0]! : rest;
-    } else if (entry.workers === worker) {
-      entry.subscription.unsubscribe();
-      wanted.delete(subject);
+    const rest = withoutMember(entry.workers, worker);
+    if (rest !== undefined) {
+      entry.workers = rest;
+      return;
     }
+    entry.subscription.unsubscribe();
+    wanted.delete(subject);
   };
 
   return {

@@ -5,6 +5,7 @@
  */
 import type { Event } from "../gen/chat/v1/event_pb.js";
 import type { Bus, EventHandler, Subscription } from "./bus.js";
+import { forEachMember, withMember, withoutMember, type OneOrMany } from "./one-or-many.js";
 
 export interface LocalBusOptions {
   /** Called when a subscriber throws; the bus keeps delivering to the others. */
@@ -13,12 +14,11 @@ export interface LocalBusOptions {
 
 export function createLocalBus(options: LocalBusOptions = {}): Bus {
   /**
-   * Per subject, its subscriptions: one, or several as an array that is
-   * replaced, never changed in place, so that a publish keeps the ones of
-   * its moment without a copy. A process with gateway workers holds one per
-   * user with a socket: no Set or closure per subscription.
+   * Per subject, its subscriptions (a publish keeps the ones of its moment).
+   * A process with gateway workers holds one per user with a socket: no Set
+   * or closure per subscription.
    */
-  const subscribers = new Map<string, LocalSubscription | LocalSubscription[]>();
+  const subscribers = new Map<string, OneOrMany<LocalSubscription>>();
   let closed = false;
 
   class LocalSubscription implements Subscription {
@@ -29,12 +29,10 @@ export function createLocalBus(options: LocalBusOptions = {}): Bus {
 
     unsubscribe(): void {
       const current = subscribers.get(this.subject);
-      if (Array.isArray(current)) {
-        const rest = current.filter((s) => s !== this);
-        if (rest.length !== current.length) subscribers.set(this.subject, rest.length === 1 ? rest[0]! : rest);
-      } else if (current === this) {
-        subscribers.delete(this.subject);
-      }
+      if (current === undefined) return;
+      const rest = withoutMember(current, this);
+      if (rest === undefined) subscribers.delete(this.subject);
+      else subscribers.set(this.subject, rest);
     }
   }
 
@@ -51,17 +49,13 @@ export function createLocalBus(options: LocalBusOptions = {}): Bus {
       if (closed) throw new Error("bus is closed");
       const targets = subscribers.get(subject);
       if (targets === undefined) return;
-      queueMicrotask(() => {
-        if (!Array.isArray(targets)) return call(targets, subject, event);
-        for (const target of targets) call(target, subject, event);
-      });
+      queueMicrotask(() => forEachMember(targets, (target) => call(target, subject, event)));
     },
     subscribe(subject, handler): Subscription {
       // One object per call: the same function may be subscribed twice and removed once.
       const subscription = new LocalSubscription(subject, handler);
       const current = subscribers.get(subject);
-      if (current === undefined) subscribers.set(subject, subscription);
-      else subscribers.set(subject, Array.isArray(current) ? [...current, subscription] : [current, subscription]);
+      subscribers.set(subject, current === undefined ? subscription : withMember(current, subscription));
       return subscription;
     },
     async close() {

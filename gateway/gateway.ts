@@ -330,7 +330,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 
   const startSession = (c: Connection) => {
-    if (!c.ws) return; // closed meanwhile
     const started = c.session.start(
       (channelIds) =>
         send(
@@ -393,32 +392,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         if (extra) res.writeHeader(extra[0], extra[1]);
         res.end(body);
       };
-      const unauthorized = (err: unknown) =>
-        reject("401 Unauthorized", `${toConnectError(err).rawMessage}\n`, ["www-authenticate", "Bearer"]);
-      const admit = (principal: Principal) => {
-        if (principal.kind !== "user") return reject("403 Forbidden", "the gateway takes user tokens only\n");
-        if (connections.size + upgrading >= maxConnections) {
-          return reject("503 Service Unavailable", "gateway full: connect to another\n", ["retry-after", "5"]);
-        }
-        const count = perUser.get(principal.userId) ?? 0;
-        if (count >= config.maxConnectionsPerUser) {
-          return reject("429 Too Many Requests", `at most ${config.maxConnectionsPerUser} connections per user\n`, ["retry-after", "30"]);
-        }
-        perUser.set(principal.userId, count + 1);
-        const holdUntil = query.get("resume") === "1" ? Date.now() + START_HOLD_MS : 0;
-        const connection = new Connection(ctx, connectionsSeen++, principal, format, holdUntil);
-        upgrading++;
-        res.upgrade({ connection }, key, protocol, extensions, context);
-      };
       // Always synchronous, inside uWS's upgrade handler: an upgrade from a later res.cork() can close
       // the socket right after open (uWS bug uNetworking/uWebSockets#1928, fixed by #1929, not in v20.30).
       let principal: Principal;
       try {
         principal = auth.authenticate(authorization);
       } catch (err) {
-        return unauthorized(err);
+        return reject("401 Unauthorized", `${toConnectError(err).rawMessage}\n`, ["www-authenticate", "Bearer"]);
       }
-      admit(principal);
+      if (principal.kind !== "user") return reject("403 Forbidden", "the gateway takes user tokens only\n");
+      if (connections.size + upgrading >= maxConnections) {
+        return reject("503 Service Unavailable", "gateway full: connect to another\n", ["retry-after", "5"]);
+      }
+      const count = perUser.get(principal.userId) ?? 0;
+      if (count >= config.maxConnectionsPerUser) {
+        return reject("429 Too Many Requests", `at most ${config.maxConnectionsPerUser} connections per user\n`, ["retry-after", "30"]);
+      }
+      perUser.set(principal.userId, count + 1);
+      const holdUntil = query.get("resume") === "1" ? Date.now() + START_HOLD_MS : 0;
+      const connection = new Connection(ctx, connectionsSeen++, principal, format, holdUntil);
+      upgrading++;
+      res.upgrade({ connection }, key, protocol, extensions, context);
     },
 
     open(ws) {
@@ -427,8 +421,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       c.ws = ws;
       connections.add(c);
       metrics.connections.inc();
-      // Started once uWS is done with the upgrade (its own bookkeeping after open).
-      queueMicrotask(() => startSession(c));
+      startSession(c);
     },
 
     message(ws, data, isBinary) {

@@ -39,6 +39,8 @@ export interface Authenticator {
 }
 
 const ADMIN: Principal = Object.freeze({ kind: "admin" });
+/** A verified user token's principal: its expiry is known. */
+type VerifiedUser = UserPrincipal & { expiresAt: number };
 const ISSUER = "chat";
 const AUDIENCE = "chat.v1";
 
@@ -48,7 +50,7 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
   // Keyed by 128 bits of the token's SHA-256 (a 16-character string) rather
   // than the ~200-character token, and the principal itself is the value,
   // shared by every caller (a user's sockets): a gateway holds one entry per user.
-  const verified = new LRUCache<string, UserPrincipal & { expiresAt: number }>({ max: 100_000 });
+  const verified = new LRUCache<string, VerifiedUser>({ max: 100_000 });
 
   const sign = createSigner({ key: options.jwtSecret, algorithm: "HS256", noTimestamp: true });
   // Expiry is checked below against now() (tests move the clock); fast-jwt checks the rest.
@@ -61,7 +63,7 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
     ignoreExpiration: true,
   });
 
-  const verify = (token: string): UserPrincipal & { expiresAt: number } => {
+  const verify = (token: string): VerifiedUser => {
     let payload: { sub?: unknown; exp?: unknown };
     try {
       payload = decode(token) as typeof payload;

@@ -13,8 +13,8 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import WebSocket from "ws";
 import { ServerFrameSchema } from "../../gen/chat/v1/frame_pb.js";
+import { nowMs } from "./stats.js";
 
-const nowMs = () => performance.timeOrigin + performance.now();
 let ws: WebSocket | undefined;
 let counting = false;
 const latencies: number[] = [];

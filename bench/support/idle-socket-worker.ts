@@ -23,6 +23,7 @@ import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { ServerFrameSchema } from "../../gen/chat/v1/frame_pb.js";
 import { clientFrame, eachServerFrame } from "./ws-frames.js";
+import { nowMs } from "./stats.js";
 
 export interface OpenRequest {
   type: "open";
@@ -88,7 +89,6 @@ export interface FailureSample {
   at: number;
 }
 
-const nowMs = () => performance.timeOrigin + performance.now();
 
 class IdleSocket {
   socket: net.Socket;

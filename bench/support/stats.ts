@@ -29,3 +29,10 @@ export function median(values: number[]): number {
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
+
+/**
+ * Milliseconds since the epoch, on a clock every process of the host shares
+ * (timeOrigin + now()): send times carried in messages are compared with it in
+ * another process.
+ */
+export const nowMs = (): number => performance.timeOrigin + performance.now();
