@@ -21,7 +21,8 @@
  *      (page-aligned cursors spread over the whole history, shuffled, each used
  *      once), "cached" = the same pages read again; one at a time and
  *      --readers at a time, over two disjoint sets of pages;
- *   3. post-to-delivery at --rate posts/s for --seconds with --sockets
+ *   3. post-to-delivery at --rate posts/s for --seconds (after
+ *      --delivery-warmup-seconds at that rate, reported apart) with --sockets
  *      WebSockets connected to the gateway (users in channels of --group),
  *      posting through the API over --streams streams; a probe socket in
  *      every channel (in a process of its own, support/delivery-probe.ts)
@@ -30,7 +31,7 @@
  *
  * Run: npm run bench:cluster -- [--quick] [--modes embedded,scale-out] [--post-seconds 10] [--warmup-seconds 2]
  *        [--streams 16] [--window 16] [--history 100000] [--history-age 65] [--readers 16]
- *        [--sockets 2000] [--group 10] [--sockets-per-user 1] [--rate 1000] [--seconds 10]
+ *        [--sockets 2000] [--group 10] [--sockets-per-user 1] [--rate 1000] [--seconds 10] [--delivery-warmup-seconds 5]
  *        [--workers 2] [--cassandra-heap 1024] [--cassandra host:port] [--nats nats://host:port]
  *        [--timeout-minutes 40]
  * Every flag also reads from CHAT_BENCH_<FLAG> (e.g. CHAT_BENCH_HISTORY=20000).
@@ -81,6 +82,7 @@ const NUMERIC = {
   "sockets-per-user": { full: 1, quick: 1, what: "sockets per user" },
   rate: { full: 1000, quick: 1000, what: "posts/s in the delivery test" },
   seconds: { full: 10, quick: 3, what: "seconds of the delivery test" },
+  "delivery-warmup-seconds": { full: 5, quick: 2, what: "seconds of posting before delivery is measured (reported apart)" },
   workers: { full: 2, quick: 1, what: "load-generator processes holding the sockets" },
   "cassandra-heap": { full: 1024, quick: 1024, what: "Cassandra heap (MiB)" },
   "timeout-minutes": { full: 40, quick: 8, what: "hard limit on the whole run" },
@@ -626,15 +628,19 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
       prober.on("message", (m: { type: string; message?: string }) => m.type === "error" && reject(new Error(m.message))),
     );
     await Promise.race([probeOpened, probeFailed]);
-    const probeStats = () => ask<{ received: number; latencies: number[] }>(prober, { type: "stats" }, "probe-stats", 30_000, "delivery probe");
+    const probeStats = () => ask<{ received: number; latencies: number[]; beforeAccept: number[]; afterAccept: number[] }>(prober, { type: "stats" }, "probe-stats", 30_000, "delivery probe");
     await sleep(2000);
     await Promise.all(workers.map((w) => ask(w, { type: "reset" }, "reset")));
 
     // Members per channel (the last one may be smaller), hence the deliveries owed.
     const socketsIn = (g: number) => (Math.min(userCount, (g + 1) * group) - g * group) * spu;
+    const owed = (posts: number) => {
+      let n = 0;
+      for (let i = 0; i < posts; i++) n += socketsIn(i % groupCount);
+      return n;
+    };
     const total = Math.round(P.rate * P.seconds);
-    let expected = 0;
-    for (let i = 0; i < total; i++) expected += socketsIn(i % groupCount);
+    const expected = owed(total);
     // Several streams, as several clients would: one stream keeps at most 64
     // posts in flight (MAX_STREAM_IN_FLIGHT), which alone would cap the rate at
     // 64 / write latency on a store with a slow write.
@@ -646,34 +652,60 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
       ...(await scrape(`${dep.apiUrl}/metrics`, ["chat_message_write_seconds_bucket"])),
       ...(await scrape(`http://${gw.host}/metrics`, ["chat_gateway_delivery_latency_seconds_bucket"])),
     });
-    const stagesBefore = await stages();
-    const meter = cpuMeter(meterPids);
-    await ask(prober, { type: "count", on: true }, "counting");
-    const acks: Array<Promise<unknown>> = [];
     let postErrors = 0;
     let lagMs = 0;
-    const start = Date.now();
-    for (let i = 0; i < total; i++) {
-      const due = start + (i * 1000) / P.rate;
-      const wait = due - Date.now();
-      if (wait > 1) await sleep(wait);
-      else lagMs = Math.max(lagMs, -wait);
-      acks.push(
-        streams[i % streams.length]!.post(groups[i % groupCount]!, `t:${nowMs()} delivery ${i}`).then((a) => {
-          if (a.error) postErrors++;
-        }),
-      );
+    /** Posts `count` messages at P.rate, round-robin over the channels; resolves when all are answered. */
+    const postPaced = async (count: number, label: string) => {
+      const acks: Array<Promise<unknown>> = [];
+      const start = Date.now();
+      for (let i = 0; i < count; i++) {
+        const due = start + (i * 1000) / P.rate;
+        const wait = due - Date.now();
+        if (wait > 1) await sleep(wait);
+        else lagMs = Math.max(lagMs, -wait);
+        acks.push(
+          streams[i % streams.length]!.post(groups[i % groupCount]!, `t:${nowMs()} ${label} ${i}`).then((a) => {
+            if (a.error) postErrors++;
+          }),
+        );
+      }
+      const seconds = (Date.now() - start) / 1000;
+      await Promise.all(acks);
+      return seconds;
+    };
+    /** Waits (at most 15 s) until the sockets have `frames` deliveries and the probe `posts`. */
+    const drain = async (frames: number, posts: number) => {
+      const deadline = Date.now() + 15_000;
+      let [got, probed] = await Promise.all([stats(), probeStats()]);
+      while ((got.frames < frames || probed.received < posts) && Date.now() < deadline) {
+        await sleep(100);
+        [got, probed] = await Promise.all([stats(), probeStats()]);
+      }
+      return { got, probed };
+    };
+
+    // Warm-up at the same rate, reported apart: the first posts into each
+    // channel after the setup meet cold caches and JIT, and Cassandra still
+    // flushing and compacting what the posts/s test wrote.
+    const warmTotal = Math.round(P.rate * P["delivery-warmup-seconds"]);
+    let warmUp: { posts: number; latencyMs: LatencySummary } | undefined;
+    if (warmTotal > 0) {
+      await ask(prober, { type: "count", on: true, reset: true }, "counting");
+      await postPaced(warmTotal, "warm-up");
+      const { probed } = await drain(owed(warmTotal), warmTotal);
+      warmUp = { posts: warmTotal, latencyMs: summarize(probed.latencies) };
+      log(`delivery: warm-up, ${warmTotal} posts: ${fmt(warmUp.latencyMs)}`);
+      await Promise.all(workers.map((w) => ask(w, { type: "reset" }, "reset")));
+      postErrors = 0;
+      lagMs = 0;
     }
-    const postingSeconds = (Date.now() - start) / 1000;
-    await Promise.all(acks);
+
+    const stagesBefore = await stages();
+    const meter = cpuMeter(meterPids);
+    await ask(prober, { type: "count", on: true, reset: true }, "counting");
+    const postingSeconds = await postPaced(total, "delivery");
     const cpuPercent = meter();
-    let got = await stats();
-    const deadline = Date.now() + 15_000;
-    let probed = await probeStats();
-    while ((got.frames < expected || probed.received < total) && Date.now() < deadline) {
-      await sleep(100);
-      [got, probed] = await Promise.all([stats(), probeStats()]);
-    }
+    const { got, probed } = await drain(expected, total);
     await ask(prober, { type: "count", on: false }, "counting");
     const latencies = probed.latencies;
     const probeReceived = probed.received;
@@ -701,8 +733,11 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
       postsPerSecondAchieved: Math.round(total / postingSeconds),
       maxPacingLagMs: Math.round(lagMs),
       posts: total,
+      warmUp,
       postErrors,
       latencyMs: summarize(latencies),
+      // The same latencies split at the accept time in each message id (ms resolution).
+      latencySplitMs: { sendToAccept: summarize(probed.beforeAccept), acceptToReceive: summarize(probed.afterAccept) },
       probeReceived,
       probeLost: total - probeReceived,
       expectedDeliveries: expected,
@@ -721,7 +756,8 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
     log(
       `delivery: ${P.rate} posts/s for ${P.seconds} s, ${open + 1} sockets: ${fmt(out.latencyMs)}; ` +
         `deliveries ${got.frames}/${expected} (lost ${out.lostDeliveries}), probe lost ${out.probeLost}, post errors ${postErrors}, ` +
-        `sockets closed ${got.closed}; CPU% ${JSON.stringify(cpuPercent)}; server stages ms ${JSON.stringify(out.serverStagesMs)}`,
+        `sockets closed ${got.closed}; CPU% ${JSON.stringify(cpuPercent)}; server stages ms ${JSON.stringify(out.serverStagesMs)}; ` +
+        `split at accept: send→accept ${fmt(out.latencySplitMs.sendToAccept)}, accept→receive ${fmt(out.latencySplitMs.acceptToReceive)}`,
     );
     if (got.closed > 0 || out.lostDeliveries > 0) log(`delivery: gateway counters during the test: ${JSON.stringify(gatewayCounters)}`);
     return out;

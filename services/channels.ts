@@ -101,6 +101,15 @@ export interface ChannelAccess {
 export const MEMBER_CHECK_TTL_MS = 3_000;
 /** The same with a store only this process writes: every membership ends through forget(). */
 export const SOLE_WRITER_MEMBER_CHECK_TTL_MS = 10 * 60_000;
+/** Fraction of the TTL after which a membership check in use is re-read in the background. */
+const REFRESH_AFTER = 0.5;
+
+interface RememberedMember {
+  channel: ChannelRecord;
+  /** performance.now() when the read that found the membership began. */
+  readStartedAt: number;
+  refreshing: boolean;
+}
 
 export function createChannelAccess(deps: Pick<ServiceDeps, "store">, options: { memberCheckTtlMs?: number } = {}): ChannelAccess {
   const { store } = deps;
@@ -130,17 +139,47 @@ export function createChannelAccess(deps: Pick<ServiceDeps, "store">, options: {
     return { channel, membership };
   };
   // Every post and history read checks membership; on a remote store that is a
-  // round trip per request, for an answer that rarely changes.
-  const members = new LRUCache<string, { channel: ChannelRecord }>({ max: 200_000, ttl: options.memberCheckTtlMs ?? MEMBER_CHECK_TTL_MS });
+  // round trip per request, for an answer that rarely changes. A positive
+  // answer in use is re-read in the background once it is REFRESH_AFTER of
+  // its life old, so a busy sender never waits for the store (a check waited
+  // behind Cassandra every 3 s per channel and sender, the tail of a stream of
+  // posts); it still never outlives the TTL counted from when its read began.
+  const ttlMs = options.memberCheckTtlMs ?? MEMBER_CHECK_TTL_MS;
+  const refreshAfterMs = ttlMs * REFRESH_AFTER;
+  const members = new LRUCache<string, RememberedMember>({ max: 200_000, ttl: ttlMs });
+  const remember = (key: string, channel: ChannelRecord, readStartedAt: number) => {
+    const left = ttlMs - (performance.now() - readStartedAt);
+    if (left > 0) members.set(key, { channel, readStartedAt, refreshing: false }, { ttl: left });
+  };
+  const refresh = (key: string, known: RememberedMember, caller: UserPrincipal, channelId: bigint) => {
+    known.refreshing = true;
+    const startedAt = performance.now();
+    member(caller, channelId).then(
+      // Only if nothing forgot or replaced the entry meanwhile: a leave through
+      // this node must not be undone by a read that began before it.
+      ({ channel }) => members.get(key) === known && remember(key, channel, startedAt),
+      (err: unknown) => {
+        if (members.get(key) !== known) return;
+        const code = ConnectError.from(err).code;
+        // Gone: drop it now. Otherwise (store unreachable) it expires as usual.
+        if (code === Code.NotFound || code === Code.PermissionDenied) members.delete(key);
+        else known.refreshing = false;
+      },
+    );
+  };
   return {
     visible,
     member,
     async isMember(caller, channelId) {
       const key = `${channelId}:${caller.userId}`;
       const known = members.get(key);
-      if (known) return known;
+      if (known) {
+        if (!known.refreshing && performance.now() - known.readStartedAt >= refreshAfterMs) refresh(key, known, caller, channelId);
+        return known;
+      }
+      const readStartedAt = performance.now();
       const { channel } = await member(caller, channelId);
-      members.set(key, { channel });
+      remember(key, channel, readStartedAt);
       return { channel };
     },
     forget(channelId, userId) {
