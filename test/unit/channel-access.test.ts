@@ -5,7 +5,7 @@ import path from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { createChannelAccess } from "../../services/channels.js";
 import { createSqliteStore } from "../../store/sqlite/sqlite-store.js";
-import type { Store } from "../../store/store.js";
+import type { ChatStore } from "../../store/store.js";
 import { group, membership, user } from "../store/store-contract.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "chat-access-"));
@@ -24,7 +24,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 function countingStore(delayMs: number) {
   const counts: { reads: number; held?: Promise<void> } = { reads: 0 };
-  const getMembership: Store["getMembership"] = async (channelId, userId) => {
+  const getMembership: ChatStore["getMembership"] = async (channelId, userId) => {
     counts.reads++;
     const found = await sqlite.getMembership(channelId, userId);
     await sleep(delayMs);
