@@ -9,26 +9,19 @@
  *    three protocols (Connect, gRPC, gRPC-Web). Nothing else is touched.
  * 2. Failures after the response started go to our structured logger, not
  *    console.error.
+ * 3. A request's abort signal fires only when it ends before its answer
+ *    (node-request.ts), not after every request.
  */
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
-import {
-  compressionBrotli,
-  compressionGzip,
-  universalRequestFromNodeRequest,
-  universalResponseToNodeResponse,
-} from "@connectrpc/connect-node";
-import type http from "node:http";
-import type http2 from "node:http2";
+import { compressionBrotli, compressionGzip, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { Logger } from "../core/logger.js";
+import { universalRequestOf, type NodeRequest, type NodeResponse } from "./node-request.js";
 
 export interface RpcHandlerOptions extends ConnectRouterOptions {
   routes(router: ConnectRouter): void;
   logger: Logger;
 }
-
-type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 /** Handles the request if its path is an RPC and returns true; false otherwise. */
 export type RpcHandler = (req: NodeRequest, res: NodeResponse) => boolean;
@@ -40,7 +33,13 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
   return (req, res) => {
     const handler = paths.get(req.url?.split("?", 2)[0] ?? "");
     if (!handler) return false;
-    const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
+    let uReq;
+    try {
+      uReq = universalRequestOf(req, res);
+    } catch (err) {
+      res.writeHead(400, { "content-type": "text/plain" }).end(ConnectError.from(err).rawMessage);
+      return true;
+    }
     handler(uReq)
       .then(reportMalformedInputAsInvalid)
       .then((uRes) => universalResponseToNodeResponse(uRes, res))

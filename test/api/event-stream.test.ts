@@ -1,7 +1,10 @@
 /** Bots get the WebSocket's events over a gRPC stream: same authorization, same resume semantics. */
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EventService } from "../../gen/chat/v1/event_service_pb.js";
 import { startTestApi, Visibility, type TestApi, type TestUser } from "../support/api.js";
 
 const def = protoLoader.loadSync(["chat/v1/event_service.proto"], {
@@ -131,5 +134,52 @@ describe("EventService.Subscribe over gRPC", () => {
     const end = (await short.ended) as grpc.StatusObject;
     expect(end.code).toBe(grpc.status.UNAUTHENTICATED);
     expect(end.details).toMatch(/expired/);
+  });
+
+  // A stream's abort signal fires only when the client leaves before the
+  // answer ends (services/node-request.ts): these check that it still does.
+  describe("releases what a stream held when its client goes away", () => {
+    const subscriptions = async () =>
+      Number(/^chat_gateway_bus_subscriptions (\d+)/m.exec(await (await fetch(`${t.url}/metrics`)).text())?.[1] ?? NaN);
+    const until = async (what: string, pred: () => Promise<boolean>) => {
+      const deadline = Date.now() + 5000;
+      while (!(await pred())) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    // The user's own subject and their channel's: subjects nobody else listens to.
+    const loner = async () => {
+      const user = await t.newUser("Loner");
+      await user.channels.createChannel({ name: `alone-${Date.now()}-${Math.floor(Math.random() * 1e9)}`, visibility: Visibility.PRIVATE });
+      return user;
+    };
+
+    it("over gRPC (HTTP/2 RST_STREAM)", async () => {
+      const user = await loner();
+      const before = await subscriptions();
+      const sub = subscribe(user.token);
+      await until("the stream subscribes", async () => (await subscriptions()) >= before + 2);
+      sub.close();
+      await until("its subscriptions are gone", async () => (await subscriptions()) === before);
+    });
+
+    for (const httpVersion of ["2", "1.1"] as const) {
+      it(`over Connect, HTTP/${httpVersion}`, async () => {
+        const user = await loner();
+        const before = await subscriptions();
+        const events = createClient(EventService, createConnectTransport({ baseUrl: t.url, httpVersion }));
+        const abort = new AbortController();
+        const reading = (async () => {
+          for await (const _ of events.subscribe({}, { signal: abort.signal, headers: { authorization: `Bearer ${user.token}` } })) {
+            // items are not the point here
+          }
+        })().catch(() => undefined);
+        await until("the stream subscribes", async () => (await subscriptions()) >= before + 2);
+        abort.abort();
+        await reading;
+        await until("its subscriptions are gone", async () => (await subscriptions()) === before);
+      });
+    }
   });
 });
