@@ -688,13 +688,20 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
     // channel after the setup meet cold caches and JIT, and Cassandra still
     // flushing and compacting what the posts/s test wrote.
     const warmTotal = Math.round(P.rate * P["delivery-warmup-seconds"]);
-    let warmUp: { posts: number; latencyMs: LatencySummary } | undefined;
+    let warmUp: { posts: number; latencyMs: LatencySummary; latencySplitMs: Record<"sendToAccept" | "acceptToReceive", LatencySummary> } | undefined;
     if (warmTotal > 0) {
       await ask(prober, { type: "count", on: true, reset: true }, "counting");
       await postPaced(warmTotal, "warm-up");
       const { probed } = await drain(owed(warmTotal), warmTotal);
-      warmUp = { posts: warmTotal, latencyMs: summarize(probed.latencies) };
-      log(`delivery: warm-up, ${warmTotal} posts: ${fmt(warmUp.latencyMs)}`);
+      warmUp = {
+        posts: warmTotal,
+        latencyMs: summarize(probed.latencies),
+        latencySplitMs: { sendToAccept: summarize(probed.beforeAccept), acceptToReceive: summarize(probed.afterAccept) },
+      };
+      log(
+        `delivery: warm-up, ${warmTotal} posts: ${fmt(warmUp.latencyMs)}; split at accept: ` +
+          `send→accept ${fmt(warmUp.latencySplitMs.sendToAccept)}, accept→receive ${fmt(warmUp.latencySplitMs.acceptToReceive)}`,
+      );
       await Promise.all(workers.map((w) => ask(w, { type: "reset" }, "reset")));
       postErrors = 0;
       lagMs = 0;
