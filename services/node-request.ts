@@ -48,7 +48,7 @@ function abortedIfCutShort(req: NodeRequest, res: NodeResponse): AbortSignal {
   } else {
     // HTTP/1.1: the request has no reset code; the response's close comes after
     // the body was read, and an error when the connection breaks.
-    req.once("error", (err) => cutShort(() => new ConnectError("connection failed before the answer", Code.Aborted, undefined, undefined, err)));
+    req.on("error", (err) => cutShort(() => new ConnectError("connection failed before the answer", Code.Aborted, undefined, undefined, err)));
     res.once("close", () => cutShort(() => new ConnectError("connection closed before the answer", Code.Canceled)));
   }
   return controller.signal;

@@ -402,4 +402,23 @@ describe("MessageService bad input", () => {
     }
     expect((await alice.messages.listMessages({ channelId: ch, limit: 1 })).messages).toHaveLength(1);
   });
+
+  it("answers an RPC whose Host cannot make a URL with 400, and keeps serving", async () => {
+    const net = await import("node:net");
+    const url = new URL(t.url);
+    const answer = await new Promise<string>((resolve) => {
+      let got = "";
+      const s = net.connect(Number(url.port), url.hostname, () =>
+        s.write(
+          "POST /chat.v1.MessageService/ListMessages HTTP/1.1\r\nHost: bad host\r\n" +
+            "Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        ),
+      );
+      s.on("data", (d) => (got += d.toString("latin1")));
+      s.on("close", () => resolve(got));
+      s.on("error", () => resolve(got));
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect((await alice.messages.listMessages({ channelId: ch, limit: 1 })).messages).toHaveLength(1);
+  });
 });
