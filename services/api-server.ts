@@ -80,7 +80,21 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   });
 
   const cors = createCors(options.corsOrigins ?? []);
-  const handle = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+  type Request = http.IncomingMessage | http2.Http2ServerRequest;
+  type Response = http.ServerResponse | http2.Http2ServerResponse;
+  // One request's failure is that request's 500, never the process's: an
+  // uncaught exception stops it (bin/chat.ts), and a request's Host header
+  // once could (connect-node's adapter threw on one that made no URL).
+  const handle = (req: Request, res: Response) => {
+    try {
+      route(req, res);
+    } catch (err) {
+      logger.error({ err, path: req.url?.split("?")[0] }, "request handler failed");
+      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
+      res.end();
+    }
+  };
+  const route = (req: Request, res: Response) => {
     if (cors(req, res)) return;
     const path = req.url?.split("?")[0];
     if (req.method === "GET" && path === "/healthz") {
