@@ -8,6 +8,7 @@
  * after they are freed.
  */
 import { create } from "@bufbuild/protobuf";
+import pLimit from "p-limit";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import {
@@ -126,7 +127,8 @@ export function createRemoteApi(apiUrl: string, adminToken: string, options: Rem
   });
   const timeoutMs = options.readTimeoutMs ?? READ_TIMEOUT_MS;
   const asReading = (user: UserPrincipal) => ({ ...as(user), timeoutMs });
-  const read = createLimiter(options.maxConcurrentReads ?? MAX_CONCURRENT_READS);
+  // At most this many reads at once; the others start in arrival order (a start-up storm may queue tens of thousands).
+  const read: Limiter = pLimit(options.maxConcurrentReads ?? MAX_CONCURRENT_READS);
   const backend = createEventBackend({
     // Taken under the slot of the whole channelsOf below, all pages in one.
     listMyChannels: (user, req) => channels.listMyChannels(req, asReading(user)),
@@ -149,50 +151,6 @@ export function createRemoteApi(apiUrl: string, adminToken: string, options: Rem
 
 type Limiter = <T>(call: () => Promise<T>) => Promise<T>;
 
-/** Runs at most `limit` calls at once; the others start in the order they came, as slots free up. */
-function createLimiter(limit: number): Limiter {
-  let active = 0;
-  // A queue with a moving head: a storm may queue tens of thousands.
-  let queue: Array<(() => void) | undefined> = [];
-  let head = 0;
-  /** Hands a finished call's slot to the longest waiting one, if any. */
-  const next = () => {
-    const start = queue[head];
-    if (!start) {
-      active--;
-      if (head > 0) {
-        queue = [];
-        head = 0;
-      }
-      return;
-    }
-    queue[head++] = undefined;
-    if (head > 1024 && head * 2 > queue.length) {
-      queue = queue.slice(head);
-      head = 0;
-    }
-    start();
-  };
-  return async <T>(call: () => Promise<T>): Promise<T> => {
-    if (active < limit) active++;
-    else await new Promise<void>((resolve) => queue.push(resolve));
-    try {
-      return await call();
-    } finally {
-      next();
-    }
-  };
-}
-
-/**
- * A user's channels, read under the limiter. Sockets of one user that start
- * while that user's read still waits for a slot share it (devices
- * reconnecting together after a gateway restart), and a read whose sockets
- * all closed while it waited is skipped. Only while it waits: a read already
- * sent may be answered from a state before a later socket watched the user's
- * membership changes, so a socket that starts after the read went out reads
- * again.
- */
 function queuedChannelReads(channelsOf: EventBackend["channelsOf"], read: Limiter): EventBackend["channelsOf"] {
   const queued = new Map<bigint, { result?: Promise<bigint[]>; wanted: Array<(() => boolean) | undefined> }>();
   return (user, stillWanted) => {
