@@ -36,6 +36,7 @@ import { startNatsServer } from "../infra/harness/nats-server.js";
 import { inspectorUrl, memoryAfterGc } from "./support/inspector.js";
 import { machineInfo } from "./support/machine.js";
 import { openPostStream } from "./support/post-stream.js";
+import { cpuSeconds } from "./support/proc.js";
 import { median, nowMs, summarize } from "./support/stats.js";
 import type { WorkerStats } from "./support/ws-load-worker.js";
 
@@ -57,6 +58,8 @@ const RATE = Number(args.rate);
 const SECONDS = Number(args.seconds);
 const BURST = Number(args.burst);
 const ROUNDS = Number(args.rounds);
+/** Seconds over which the gateway's CPU is measured with every socket idle. */
+const IDLE_CPU_SECONDS = 10;
 /** API and gateway in separate processes over a real NATS server. */
 const SPLIT = args.split === true;
 const WORKERS = Number(args.workers);
@@ -192,6 +195,13 @@ async function main() {
     }
     await sleep(2000);
     const after = await memoryAfterGc(inspector);
+    // What holding idle sockets costs the gateway's CPU: pings, the backpressure
+    // sweep, token expiry checks (the load generators answer pings, nothing else).
+    const edgePid = edge.child.pid!;
+    const cpu0 = cpuSeconds(edgePid);
+    await sleep(IDLE_CPU_SECONDS * 1000);
+    const cpu1 = cpuSeconds(edgePid);
+    const idleCpuPercent = cpu0 === undefined || cpu1 === undefined ? undefined : Math.round(((cpu1 - cpu0) / IDLE_CPU_SECONDS) * 1000) / 10;
     const mib = (b: number) => Math.round(b / 104857.6) / 10;
     const perConnection = (k: keyof typeof after) => Math.round((after[k] - before[k]) / Math.max(1, open));
     const idle = {
@@ -205,12 +215,14 @@ async function main() {
       serverRssMiB: { before: mib(before.rss), after: mib(after.rss) },
       serverHeapUsedMiB: { before: mib(before.heapUsed), after: mib(after.heapUsed) },
       bytesPerConnection: { rss: perConnection("rss"), heapUsed: perConnection("heapUsed"), external: perConnection("external") },
+      /** The gateway process's CPU (% of one core) over IDLE_CPU_SECONDS with every socket idle. */
+      idleCpuPercent,
     };
     result.idle = idle;
     console.log(
       `idle: ${open} sockets held (${failed} failed) at ${idle.connectPerSecond}/s, ${hellos} hellos (${idle.readyPerSecond}/s); after full GC, per connection: ` +
         `RSS ${idle.bytesPerConnection.rss} B (heap ${idle.bytesPerConnection.heapUsed} B, external ${idle.bytesPerConnection.external} B); ` +
-        `RSS ${idle.serverRssMiB.before} -> ${idle.serverRssMiB.after} MiB`,
+        `RSS ${idle.serverRssMiB.before} -> ${idle.serverRssMiB.after} MiB; gateway CPU while idle ${idleCpuPercent}% of a core`,
     );
 
     const deliveries = async () => {
