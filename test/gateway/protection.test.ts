@@ -40,6 +40,40 @@ describe("gateway protection", () => {
     expect((await s.closed).code).toBe(1008);
   });
 
+  it("survives seeded random frames in both formats: every socket ends with 1008 or 1009, and the gateway keeps serving", async () => {
+    // A small LCG, so a failure replays with the same frames.
+    let seed = 20261128;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => rand(256)));
+    const jsonJunk = [
+      () => bytes(rand(200)).toString("latin1"),
+      () => JSON.stringify({ post: { channelId: "9".repeat(1 + rand(40)), text: "x", clientMsgId: "k" } }),
+      () => JSON.stringify({ post: { channelId: String(channel), text: "\ud800" } }),
+      () => JSON.stringify({ resume: { cursors: [{ channelId: "-5", lastSeenId: "abc" }] } }),
+      () => JSON.stringify({ ping: { nonce: "18446744073709551616" } }),
+      () => JSON.stringify({ post: null, ping: {} }),
+      () => "[".repeat(3000),
+    ];
+    const c = await t.newUser("Fuzz");
+    for (let round = 0; round < 6; round++) {
+      const format = round % 2 === 0 ? "binary" : "json";
+      const s = await TestSocket.connect(t.wsUrl, { token: c.token, format });
+      await s.hello();
+      for (let i = 0; i < 40; i++) {
+        if (format === "binary") s.ws.send(bytes(rand(300)));
+        else s.ws.send(jsonJunk[rand(jsonJunk.length)]!());
+      }
+      const { code } = await s.closed;
+      expect([1008, 1009]).toContain(code);
+    }
+    // The gateway still serves: a fresh socket gets its hello and a post's event.
+    const s = await TestSocket.connect(t.wsUrl, { token: b.token });
+    await s.hello();
+    const posted = await a.messages.postMessage({ channelId: channel, text: "after the fuzz" });
+    expect(postedIds(await s.collect(isEvent("messagePosted", channel), 1), channel)).toEqual([posted.message!.id]);
+    await s.close();
+  });
+
   it("closes with 1009 on a frame over max_frame_bytes", async () => {
     const s = await TestSocket.connect(t.wsUrl, { token: a.token });
     expect((await s.hello()).maxFrameBytes).toBe(4096);
