@@ -564,6 +564,20 @@ async function measureReads(
   }
 }
 
+/** What the delivery probe (support/delivery-probe.ts) recorded since its last reset. */
+interface ProbeStats {
+  received: number;
+  latencies: number[];
+  beforeAccept: number[];
+  afterAccept: number[];
+}
+
+/** The probe's latencies split at the accept time in each message id (ms resolution). */
+type AcceptSplit = Record<"sendToAccept" | "acceptToReceive", LatencySummary>;
+
+const splitAtAccept = (p: ProbeStats): AcceptSplit => ({ sendToAccept: summarize(p.beforeAccept), acceptToReceive: summarize(p.afterAccept) });
+const fmtSplit = (s: AcceptSplit) => `split at accept: send→accept ${fmt(s.sendToAccept)}, accept→receive ${fmt(s.acceptToReceive)}`;
+
 async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setupClients>, meterPids: () => Record<string, number | undefined>) {
   const spu = Math.max(1, P["sockets-per-user"]);
   const group = Math.max(1, P.group);
@@ -628,7 +642,7 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
       prober.on("message", (m: { type: string; message?: string }) => m.type === "error" && reject(new Error(m.message))),
     );
     await Promise.race([probeOpened, probeFailed]);
-    const probeStats = () => ask<{ received: number; latencies: number[]; beforeAccept: number[]; afterAccept: number[] }>(prober, { type: "stats" }, "probe-stats", 30_000, "delivery probe");
+    const probeStats = () => ask<ProbeStats>(prober, { type: "stats" }, "probe-stats", 30_000, "delivery probe");
     await sleep(2000);
     await Promise.all(workers.map((w) => ask(w, { type: "reset" }, "reset")));
 
@@ -688,7 +702,7 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
     // channel after the setup meet cold caches and JIT, and Cassandra still
     // flushing and compacting what the posts/s test wrote.
     const warmTotal = Math.round(P.rate * P["delivery-warmup-seconds"]);
-    let warmUp: { posts: number; latencyMs: LatencySummary; latencySplitMs: Record<"sendToAccept" | "acceptToReceive", LatencySummary> } | undefined;
+    let warmUp: { posts: number; latencyMs: LatencySummary; latencySplitMs: AcceptSplit } | undefined;
     if (warmTotal > 0) {
       await ask(prober, { type: "count", on: true, reset: true }, "counting");
       await postPaced(warmTotal, "warm-up");
@@ -696,12 +710,9 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
       warmUp = {
         posts: warmTotal,
         latencyMs: summarize(probed.latencies),
-        latencySplitMs: { sendToAccept: summarize(probed.beforeAccept), acceptToReceive: summarize(probed.afterAccept) },
+        latencySplitMs: splitAtAccept(probed),
       };
-      log(
-        `delivery: warm-up, ${warmTotal} posts: ${fmt(warmUp.latencyMs)}; split at accept: ` +
-          `send→accept ${fmt(warmUp.latencySplitMs.sendToAccept)}, accept→receive ${fmt(warmUp.latencySplitMs.acceptToReceive)}`,
-      );
+      log(`delivery: warm-up, ${warmTotal} posts: ${fmt(warmUp.latencyMs)}; ${fmtSplit(warmUp.latencySplitMs)}`);
       await Promise.all(workers.map((w) => ask(w, { type: "reset" }, "reset")));
       postErrors = 0;
       lagMs = 0;
@@ -743,8 +754,7 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
       warmUp,
       postErrors,
       latencyMs: summarize(latencies),
-      // The same latencies split at the accept time in each message id (ms resolution).
-      latencySplitMs: { sendToAccept: summarize(probed.beforeAccept), acceptToReceive: summarize(probed.afterAccept) },
+      latencySplitMs: splitAtAccept(probed),
       probeReceived,
       probeLost: total - probeReceived,
       expectedDeliveries: expected,
@@ -764,7 +774,7 @@ async function measureDelivery(dep: Deployment, clients: ReturnType<typeof setup
       `delivery: ${P.rate} posts/s for ${P.seconds} s, ${open + 1} sockets: ${fmt(out.latencyMs)}; ` +
         `deliveries ${got.frames}/${expected} (lost ${out.lostDeliveries}), probe lost ${out.probeLost}, post errors ${postErrors}, ` +
         `sockets closed ${got.closed}; CPU% ${JSON.stringify(cpuPercent)}; server stages ms ${JSON.stringify(out.serverStagesMs)}; ` +
-        `split at accept: send→accept ${fmt(out.latencySplitMs.sendToAccept)}, accept→receive ${fmt(out.latencySplitMs.acceptToReceive)}`,
+        fmtSplit(out.latencySplitMs),
     );
     if (got.closed > 0 || out.lostDeliveries > 0) log(`delivery: gateway counters during the test: ${JSON.stringify(gatewayCounters)}`);
     return out;

@@ -6,8 +6,9 @@
  * the bus delivers, so every listener sees one channel's events in order.
  */
 import type { Event } from "../gen/chat/v1/event_pb.js";
-import type { Bus, Subscription } from "./bus.js";
-import { forEachMember, withMember, withoutMember, type OneOrMany } from "./one-or-many.js";
+import type { Bus } from "./bus.js";
+import { forEachMember, type OneOrMany } from "./one-or-many.js";
+import { createSubjectInterest } from "./subject-interest.js";
 import type { Subjects } from "./subjects.js";
 
 /**
@@ -53,40 +54,21 @@ export function callListeners(listeners: Listeners, event: Event, onError?: (err
 }
 
 export function createFanout(bus: Bus, subjects: Subjects, options: FanoutOptions = {}): Fanout {
-  const entries = new Map<string, { subscription: Subscription; listeners: Listeners }>();
-
   // One bus handler for every subject, which finds the subject's listeners:
   // no closure per subscription (a gateway holds one per local user).
   const deliver = (event: Event, subject: string) => {
-    const entry = entries.get(subject);
-    if (entry) callListeners(entry.listeners, event, options.onListenerError);
+    const listeners = interest.membersOf(subject);
+    if (listeners) callListeners(listeners, event, options.onListenerError);
   };
-
-  const watch = (subject: string, listener: EventListener): void => {
-    const entry = entries.get(subject);
-    if (entry) entry.listeners = withMember(entry.listeners, listener);
-    else entries.set(subject, { subscription: bus.subscribe(subject, deliver), listeners: listener });
-  };
-
-  const unwatch = (subject: string, listener: EventListener): void => {
-    const entry = entries.get(subject);
-    if (!entry) return;
-    const rest = withoutMember(entry.listeners, listener);
-    if (rest !== undefined) {
-      entry.listeners = rest;
-      return;
-    }
-    entry.subscription.unsubscribe();
-    entries.delete(subject);
-  };
+  const interest = createSubjectInterest<EventListener>(bus, deliver);
 
   return {
-    watchChannel: (channelId, listener) => watch(subjects.channel(channelId), listener),
-    unwatchChannel: (channelId, listener) => unwatch(subjects.channel(channelId), listener),
-    watchUser: (userId, listener) => watch(subjects.user(userId), listener),
-    unwatchUser: (userId, listener) => unwatch(subjects.user(userId), listener),
+    watchChannel: (channelId, listener) => interest.add(subjects.channel(channelId), listener),
+    unwatchChannel: (channelId, listener) => interest.remove(subjects.channel(channelId), listener),
+    watchUser: (userId, listener) => interest.add(subjects.user(userId), listener),
+    unwatchUser: (userId, listener) => interest.remove(subjects.user(userId), listener),
     get subscriptionCount() {
-      return entries.size;
+      return interest.size;
     },
   };
 }

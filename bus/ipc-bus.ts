@@ -12,9 +12,10 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { ChildProcess } from "node:child_process";
 import { EventSchema, type Event } from "../gen/chat/v1/event_pb.js";
-import type { Bus, Subscription } from "./bus.js";
+import type { Bus } from "./bus.js";
 import { callListeners, type EventListener, type Fanout, type FanoutOptions, type Listeners } from "./fanout.js";
-import { forEachMember, withMember, withoutMember, type OneOrMany } from "./one-or-many.js";
+import { forEachMember, withMember, withoutMember } from "./one-or-many.js";
+import { createSubjectInterest } from "./subject-interest.js";
 import type { Subjects } from "./subjects.js";
 
 type ToParent = { bus: "sub" | "unsub"; subject: string };
@@ -91,45 +92,26 @@ export interface WorkerBridge {
  * one bus handler for all of them, which finds the subject's workers.
  */
 export function createWorkerBridge(bus: Bus): WorkerBridge {
-  const wanted = new Map<string, { subscription: Subscription; workers: OneOrMany<ChildProcess> }>();
-
   const forward = (event: Event, subject: string) => {
-    const workers = wanted.get(subject)?.workers;
+    const workers = wanted.membersOf(subject);
     if (workers === undefined) return;
     // Encoded once, whatever the number of workers.
     const message: ToWorker = { bus: "event", subject, bytes: toBinary(EventSchema, event) };
     forEachMember(workers, (w) => w.connected && w.send(message));
   };
-
-  const add = (subject: string, worker: ChildProcess) => {
-    const entry = wanted.get(subject);
-    if (entry) entry.workers = withMember(entry.workers, worker);
-    else wanted.set(subject, { subscription: bus.subscribe(subject, forward), workers: worker });
-  };
-
-  const remove = (subject: string, worker: ChildProcess) => {
-    const entry = wanted.get(subject);
-    if (!entry) return;
-    const rest = withoutMember(entry.workers, worker);
-    if (rest !== undefined) {
-      entry.workers = rest;
-      return;
-    }
-    entry.subscription.unsubscribe();
-    wanted.delete(subject);
-  };
+  const wanted = createSubjectInterest<ChildProcess>(bus, forward);
 
   return {
     attach(worker) {
       const onMessage = (m: ToParent) => {
-        if (m?.bus === "sub") add(m.subject, worker);
-        else if (m?.bus === "unsub") remove(m.subject, worker);
+        if (m?.bus === "sub") wanted.add(m.subject, worker);
+        else if (m?.bus === "unsub") wanted.remove(m.subject, worker);
       };
       worker.on("message", onMessage);
       const detach = () => {
         worker.off("message", onMessage);
         // Rare (a worker exits): a walk over every subject rather than a list of subjects per worker.
-        for (const subject of [...wanted.keys()]) remove(subject, worker);
+        for (const subject of [...wanted.subjects()]) wanted.remove(subject, worker);
       };
       worker.once("exit", detach);
       return detach;

@@ -21,6 +21,7 @@ import { registerHealth, type HealthState } from "./health.js";
 import { createCors } from "./cors.js";
 import { createAuthInterceptor, createObservabilityInterceptor } from "./interceptors.js";
 import { registerReflection } from "./reflection.js";
+import type { NodeRequest, NodeResponse } from "./node-request.js";
 import { createRpcHandler } from "./rpc-handler.js";
 import { CHAT_SERVICES, registerChatServices, type ChatHandlers } from "./routes.js";
 
@@ -80,12 +81,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   });
 
   const cors = createCors(options.corsOrigins ?? []);
-  type Request = http.IncomingMessage | http2.Http2ServerRequest;
-  type Response = http.ServerResponse | http2.Http2ServerResponse;
   // One request's failure is that request's 500, never the process's: an
   // uncaught exception stops it (bin/chat.ts), and a request's Host header
   // once could (connect-node's adapter threw on one that made no URL).
-  const handle = (req: Request, res: Response) => {
+  const handle = (req: NodeRequest, res: NodeResponse) => {
     try {
       route(req, res);
     } catch (err) {
@@ -94,7 +93,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       res.end();
     }
   };
-  const route = (req: Request, res: Response) => {
+  const route = (req: NodeRequest, res: NodeResponse) => {
     if (cors(req, res)) return;
     const path = req.url?.split("?")[0];
     if (req.method === "GET" && path === "/healthz") {

@@ -5,11 +5,7 @@
  * Allow-Credentials.
  */
 import { cors as connectCors } from "@connectrpc/connect";
-import type http from "node:http";
-import type http2 from "node:http2";
-
-type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+import type { NodeRequest, NodeResponse } from "./node-request.js";
 
 const allowMethods = connectCors.allowedMethods.join(", ");
 const allowHeaders = [...connectCors.allowedHeaders, "Authorization"].join(", ");
