@@ -35,7 +35,7 @@ import {
   PostMessageResponseSchema,
 } from "../gen/chat/v1/message_pb.js";
 import { CreateUserRequestSchema, UserService } from "../gen/chat/v1/user_pb.js";
-import { startApi } from "../services/api.js";
+import { startApi } from "../app/api-node.js";
 import { startChatProcess } from "../infra/harness/chat-process.js";
 import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
 import { machineInfo } from "./support/machine.js";

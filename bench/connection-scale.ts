@@ -14,7 +14,7 @@
  *      calls: there is no bulk path): connections / --sockets-per-user users
  *      (CreateUser), one public channel that all of them join (JoinChannel);
  *      tokens are minted here with the shared secret, exactly as
- *      services/auth.ts issues them (its own issueToken);
+ *      chat/auth.ts issues them (its own issueToken);
  *   3. load-generator processes (bench/support/idle-socket-worker.ts), each
  *      with at most --per-client sockets and its own source addresses in
  *      127.0.0.0/8 (at most --per-source sockets each), open their share
@@ -48,7 +48,7 @@ import { PostMessageRequestSchema, PostMessageResponseSchema } from "../gen/chat
 import { CreateUserRequestSchema, CreateUserResponseSchema } from "../gen/chat/v1/user_pb.js";
 import { startChatProcess, type ChatProcess } from "../infra/harness/chat-process.js";
 import { stopChild } from "../infra/harness/processes.js";
-import { createAuthenticator } from "../services/auth.js";
+import { createAuthenticator } from "../chat/auth.js";
 import { createH2Caller, type H2Caller } from "./support/h2-caller.js";
 import type { FailureSample, OpenRequest, WorkerStats } from "./support/idle-socket-worker.js";
 import { inspectorUrls, memoryAfterGcOfAll, type ProcessMemory } from "./support/inspector-all.js";

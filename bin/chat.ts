@@ -8,10 +8,10 @@
  */
 import { ConfigError, loadConfig, type Config } from "../core/config.js";
 import { createLogger } from "../core/logger.js";
-import { startApi } from "../services/api.js";
-import { runGatewayProcess } from "./gateway-worker.js";
-import { startGatewayWorkers } from "./gateway-workers.js";
-import { startChatNode } from "./node.js";
+import { startApi } from "../app/api-node.js";
+import { runGatewayProcess } from "../app/gateway-process.js";
+import { startGatewayWorkers } from "../app/gateway-workers.js";
+import { startChatNode } from "../app/single-node.js";
 
 async function main(): Promise<void> {
   let config: Config;

@@ -28,8 +28,8 @@ import type { ErrorCode } from "../gen/chat/v1/error_pb.js";
 import type { Event } from "../gen/chat/v1/event_pb.js";
 import { PostMessageRequestSchema } from "../gen/chat/v1/message_pb.js";
 import type { ServerFrame } from "../gen/chat/v1/frame_pb.js";
-import type { Authenticator, Principal, UserPrincipal } from "../services/auth.js";
-import { toConnectError } from "../services/errors.js";
+import type { Authenticator, Principal, UserPrincipal } from "../chat/auth.js";
+import { toConnectError } from "../chat/errors.js";
 import {
   EventSession,
   frame,
@@ -37,8 +37,8 @@ import {
   type EventSessionOptions,
   type SessionEnv,
   type SessionTransport,
-} from "../services/event-session.js";
-import type { MessageService } from "../services/messages.js";
+} from "../realtime/event-session.js";
+import type { MessageService } from "../chat/messages/message-service.js";
 import { BINARY_SUBPROTOCOLS, decodeClientFrame, encodeServerFrame, JSON_SUBPROTOCOL, type WireFormat } from "./codec.js";
 import { loadUws, type Uws } from "./uws.js";
 

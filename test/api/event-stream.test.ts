@@ -137,7 +137,7 @@ describe("EventService.Subscribe over gRPC", () => {
   });
 
   // A stream's abort signal fires only when the client leaves before the
-  // answer ends (services/node-request.ts): these check that it still does.
+  // answer ends (rpc/connect-node-adapter.ts): these check that it still does.
   describe("releases what a stream held when its client goes away", () => {
     const subscriptions = async () =>
       Number(/^chat_gateway_bus_subscriptions (\d+)/m.exec(await (await fetch(`${t.url}/metrics`)).text())?.[1] ?? NaN);

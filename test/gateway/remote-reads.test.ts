@@ -1,5 +1,5 @@
 /**
- * A standalone gateway's reads from the API (services/event-backend.ts,
+ * A standalone gateway's reads from the API (realtime/event-backend.ts,
  * createRemoteApi) against a fake ChannelService: bounded concurrency during
  * a connect storm, a user's queued read shared by that user's sockets, reads
  * of sockets that closed while waiting skipped, pages followed.
@@ -11,8 +11,8 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChannelService, ListMyChannelsResponseSchema } from "../../gen/chat/v1/channel_pb.js";
-import { createRemoteApi } from "../../services/event-backend.js";
-import { ON_BEHALF_OF_HEADER } from "../../services/interceptors.js";
+import { createRemoteApi } from "../../realtime/event-backend.js";
+import { ON_BEHALF_OF_HEADER } from "../../chat/auth.js";
 
 /** Channels of user n: n * 1000 + 1 .. n * 1000 + (n % 3 + 1); user 7 has 1,200 (three pages). */
 const channelsOfUser = (n: bigint): bigint[] =>

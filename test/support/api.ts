@@ -14,8 +14,8 @@ import { createLogger } from "../../core/logger.js";
 import { ChannelService, DeliveryMode, Visibility } from "../../gen/chat/v1/channel_pb.js";
 import { MessageService } from "../../gen/chat/v1/message_pb.js";
 import { UserService } from "../../gen/chat/v1/user_pb.js";
-import type { RunningApi } from "../../services/api.js";
-import { startChatNode, type ChatNode } from "../../bin/node.js";
+import type { RunningApi } from "../../app/api-node.js";
+import { startChatNode, type ChatNode } from "../../app/single-node.js";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
 

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createSigner } from "fast-jwt";
 import { describe, expect, it } from "vitest";
-import { createAuthenticator } from "../../services/auth.js";
+import { createAuthenticator } from "../../chat/auth.js";
 
 const options = {
   jwtSecret: "s".repeat(40),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PublishOrder } from "../../services/publish-order.js";
+import { PublishOrder } from "../../chat/messages/publish-order.js";
 
 describe("PublishOrder", () => {
   it("publishes each channel's events in reservation order, whatever order the writes finish in", async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createSubjects } from "../../bus/subjects.js";
-import { decodePageToken, encodePageToken } from "../../services/page-token.js";
+import { decodePageToken, encodePageToken } from "../../chat/page-token.js";
 
 describe("subjects", () => {
   it("builds channel and user subjects under the prefix and parses them back", () => {

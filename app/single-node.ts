@@ -7,7 +7,7 @@ import type { Config } from "../core/config.js";
 import type { Logger } from "../core/logger.js";
 import { createGatewayMetrics } from "../core/metrics.js";
 import { startGateway, type Gateway } from "../gateway/gateway.js";
-import { startApi, type RunningApi } from "../services/api.js";
+import { startApi, type RunningApi } from "./api-node.js";
 
 export interface ChatNode {
   api: RunningApi;

@@ -19,8 +19,8 @@ import { EventSchema, type Event } from "../gen/chat/v1/event_pb.js";
 import type { ErrorCode } from "../gen/chat/v1/error_pb.js";
 import { ServerFrameSchema, type ChannelCursor, type ServerFrame } from "../gen/chat/v1/frame_pb.js";
 import type { Message } from "../gen/chat/v1/message_pb.js";
-import type { UserPrincipal } from "./auth.js";
-import { toConnectError } from "./errors.js";
+import type { UserPrincipal } from "../chat/auth.js";
+import { toConnectError } from "../chat/errors.js";
 
 /** What a session needs from the API. */
 export interface EventBackend {

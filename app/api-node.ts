@@ -9,7 +9,7 @@ import path from "node:path";
 import type { Bus } from "../bus/bus.js";
 import { createFanout, type Fanout } from "../bus/fanout.js";
 import { createLocalBus } from "../bus/local-bus.js";
-import { createJetStreamFastLog } from "../bus/jetstream-fast-log.js";
+import { createJetStreamFastLog } from "../store/jetstream/jetstream-fast-log.js";
 import { createNatsBus, type NatsBus } from "../bus/nats-bus.js";
 import { natsConnectionOptions } from "../bus/nats-options.js";
 import { createSubjects, type Subjects } from "../bus/subjects.js";
@@ -23,20 +23,21 @@ import { createCassandraStore } from "../store/cassandra/cassandra-store.js";
 import { claimNodeLease, type NodeLease } from "../store/cassandra/node-lease.js";
 import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { ChatStore } from "../store/store.js";
-import { startApiServer, type ApiServer } from "./api-server.js";
-import { createAuthenticator, type Authenticator } from "./auth.js";
-import { createChannelAccess, createChannelService, MEMBER_CHECK_TTL_MS, SOLE_WRITER_MEMBER_CHECK_TTL_MS } from "./channels.js";
-import { createLocalEventBackend } from "./event-backend.js";
-import type { EventBackend } from "./event-session.js";
-import { EventService, registerEventService } from "./event-service.js";
-import { createEventPublisher } from "./events.js";
-import { createStoreFastLog, type FastLog } from "./fast-log.js";
-import { createMessageService } from "./messages.js";
-import type { ChatHandlers } from "./routes.js";
-import { createUserService } from "./users.js";
+import { startRpcServer, type RpcServer } from "../rpc/server.js";
+import { createAuthenticator, type Authenticator } from "../chat/auth.js";
+import { createChannelAccess, createChannelService, MEMBER_CHECK_TTL_MS, SOLE_WRITER_MEMBER_CHECK_TTL_MS } from "../chat/channels/channel-service.js";
+import { createLocalEventBackend } from "../realtime/event-backend.js";
+import type { EventBackend } from "../realtime/event-session.js";
+import { EventService, registerEventService } from "../rpc/event-service.js";
+import { createEventPublisher } from "../chat/events.js";
+import { createStoreFastLog, type FastLog } from "../store/fast-log.js";
+import { createMessageService } from "../chat/messages/message-service.js";
+import { CHAT_POLICIES, CHAT_SERVICES, registerChatServices, type ChatHandlers } from "../rpc/chat-routes.js";
+import { file_chat_v1_event } from "../gen/chat/v1/event_pb.js";
+import { createUserService } from "../chat/users.js";
 
 export interface RunningApi {
-  server: ApiServer;
+  server: RpcServer;
   /** The credentials in force (from config or generated), for gateway processes this process starts. */
   secrets: { adminToken: string; jwtSecret: string };
   /** Local interest in bus subjects, shared by the event stream and the gateway. */
@@ -109,7 +110,7 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
   const fastLog: FastLog = natsBus
     ? await createJetStreamFastLog({
         connection: natsBus.connection,
-        subjects,
+        names: { stream: subjects.fastLogStream, subjectOf: subjects.fastLog, allSubjects: subjects.fastLogAll },
         store,
         ...config.bus.nats.fastLog,
         logger,
@@ -162,24 +163,27 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     onListenerError: (err) => logger.error({ err }, "event listener failed"),
   });
   const eventBackend = createLocalEventBackend(handlers.channels, handlers.messages);
-  const server = await startApiServer({
+  const server = await startRpcServer({
     host: config.api.host,
     port: config.api.port,
     maxRequestBytes: config.api.maxRequestBytes,
     corsOrigins: config.api.corsOrigins,
-    handlers,
-    auth,
-    metrics,
-    logger,
-    extraServices: [EventService],
-    routes: (router) =>
+    services: [...CHAT_SERVICES, EventService],
+    policies: CHAT_POLICIES,
+    reflectionFiles: [file_chat_v1_event],
+    routes(router) {
+      registerChatServices(router, handlers);
       registerEventService(router, {
         backend: eventBackend,
         fanout,
         busEvents,
         resumeLimit: config.gateway.resumeLimit,
         maxQueued: 10_000,
-      }),
+      });
+    },
+    auth,
+    metrics,
+    logger,
   });
 
   let stopping: Promise<void> | undefined;

@@ -29,11 +29,11 @@ import {
   type Message,
   type PostMessageResponse,
 } from "../gen/chat/v1/message_pb.js";
-import type { UserPrincipal } from "./auth.js";
-import type { ChannelService } from "./channels.js";
+import type { UserPrincipal } from "../chat/auth.js";
+import type { ChannelService } from "../chat/channels/channel-service.js";
 import type { EventBackend } from "./event-session.js";
-import { ON_BEHALF_OF_HEADER } from "./interceptors.js";
-import { MAX_PAGE, type MessageService } from "./messages.js";
+import { ON_BEHALF_OF_HEADER } from "../chat/auth.js";
+import { MAX_PAGE, type MessageService } from "../chat/messages/message-service.js";
 
 /** The three reads a session needs, in whatever way they reach the API. */
 interface ReadApi {

@@ -4,7 +4,7 @@ import type { ApiMetrics } from "../core/metrics.js";
 import type { ChatStore } from "../store/store.js";
 import type { Authenticator } from "./auth.js";
 import type { EventPublisher } from "./events.js";
-import type { FastLog } from "./fast-log.js";
+import type { FastLog } from "../store/fast-log.js";
 
 /** What the domain services need from the rest of the process. */
 export interface ServiceDeps {

@@ -15,7 +15,6 @@
  * A writer that dies holding records leaves them to be redelivered after
  * ACK_WAIT; appending the same record twice is harmless (store contract).
  */
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   AckPolicy,
   DeliverPolicy,
@@ -27,12 +26,10 @@ import {
   type NatsConnection,
   type StreamConfig,
 } from "nats";
-import { MessageSchema } from "../gen/chat/v1/message_pb.js";
-import type { Logger } from "../core/logger.js";
-import type { FastLog } from "../services/fast-log.js";
-import { messageToProto } from "../services/convert.js";
-import type { ChatStore, MessageRecord } from "../store/store.js";
-import type { Subjects } from "./subjects.js";
+import type { Logger } from "../../core/logger.js";
+import type { FastLog } from "../fast-log.js";
+import type { ChatStore, MessageRecord } from "../store.js";
+import { decodeRecord, encodeRecord } from "./record-codec.js";
 
 export const WRITER_CONSUMER = "writer";
 /** How long a writer may hold a record before it is handed to another. */
@@ -44,7 +41,8 @@ const DUPLICATE_WINDOW_MS = 120_000;
 
 export interface JetStreamFastLogOptions {
   connection: NatsConnection;
-  subjects: Subjects;
+  /** Names from the bus's subject scheme (bus/subjects.ts), handed in by the composition root. */
+  names: FastLogNames;
   store: ChatStore;
   /** Stream copies in a NATS cluster. */
   replicas: number;
@@ -56,15 +54,24 @@ export interface JetStreamFastLogOptions {
   onRecord?: (outcome: "written" | "write_failed" | "direct") => void;
 }
 
+export interface FastLogNames {
+  /** The JetStream stream. */
+  stream: string;
+  /** The subject a channel's records are published on. */
+  subjectOf(channelId: bigint): string;
+  /** The subjects the stream captures (every channel's). */
+  allSubjects: string;
+}
+
 export async function createJetStreamFastLog(options: JetStreamFastLogOptions): Promise<FastLog> {
-  const { connection: nc, subjects, store, logger } = options;
-  const stream = subjects.fastLogStream;
+  const { connection: nc, names, store, logger } = options;
+  const stream = names.stream;
   const jsm = await nc.jetstreamManager().catch((err: unknown) => {
     throw new Error(`FAST channels need JetStream on the NATS servers (nats-server -js): ${String(err)}`, { cause: err });
   });
   const config: Partial<StreamConfig> & { name: string } = {
     name: stream,
-    subjects: [subjects.fastLogAll],
+    subjects: [names.allSubjects],
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
     num_replicas: options.replicas,
@@ -100,7 +107,7 @@ export async function createJetStreamFastLog(options: JetStreamFastLogOptions): 
     const write = async (msg: JsMsg) => {
       let record: MessageRecord;
       try {
-        record = recordOf(msg.data);
+        record = decodeRecord(msg.data);
       } catch (err) {
         logger.error({ err, seq: msg.seq }, "fast log: undecodable record dropped");
         msg.term();
@@ -132,7 +139,7 @@ export async function createJetStreamFastLog(options: JetStreamFastLogOptions): 
       if (stored) return stored;
       try {
         const pending = await jsm.streams.getMessage(stream, { seq });
-        return recordOf(pending.data);
+        return decodeRecord(pending.data);
       } catch {
         // Written and removed between the two reads: look again.
       }
@@ -146,7 +153,7 @@ export async function createJetStreamFastLog(options: JetStreamFastLogOptions): 
       const key = record.clientMsgId === "" ? record.id.toString() : `${record.channelId}:${record.senderId}:${record.clientMsgId}`;
       let ack;
       try {
-        ack = await js.publish(subjects.fastLog(record.channelId), toBinary(MessageSchema, messageToProto(record)), { msgID: key });
+        ack = await js.publish(names.subjectOf(record.channelId), encodeRecord(record), { msgID: key });
       } catch (err) {
         // The log is unreachable: write through, so the answer still means durable.
         logger.warn({ err, messageId: record.id }, "fast log unavailable; writing to the store directly");
@@ -164,10 +171,4 @@ export async function createJetStreamFastLog(options: JetStreamFastLogOptions): 
       await Promise.all(writing);
     },
   };
-}
-
-function recordOf(data: Uint8Array): MessageRecord {
-  const m = fromBinary(MessageSchema, data);
-  if (m.id === 0n || m.channelId === 0n || m.senderId === 0n) throw new Error("record without id, channel or sender");
-  return { id: m.id, channelId: m.channelId, senderId: m.senderId, text: m.text, clientMsgId: m.clientMsgId };
 }

@@ -5,7 +5,7 @@
  *
  * Delivery modes:
  * - PERSISTED: durable write, then publish, then answer.
- * - FAST: the write-behind log (services/fast-log.ts) instead of the store;
+ * - FAST: the write-behind log (store/fast-log.ts) instead of the store;
  *   answer once the log has the record. Members see the message without
  *   waiting for the store (without a client_msg_id, without waiting for the
  *   log either); the sender's answer waits for the log, so an acknowledged
@@ -17,7 +17,7 @@
 import { create } from "@bufbuild/protobuf";
 import { LRUCache } from "lru-cache";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { ErrorCode } from "../gen/chat/v1/error_pb.js";
+import type { ErrorCode } from "../../gen/chat/v1/error_pb.js";
 import {
   ListMessagesResponseSchema,
   MessageOrder,
@@ -29,16 +29,16 @@ import {
   type ListMessagesResponse,
   type PostMessageRequest,
   type PostMessageResponse,
-} from "../gen/chat/v1/message_pb.js";
-import { timestampOfId } from "../core/ids.js";
-import type { MessageRecord } from "../store/store.js";
-import type { UserPrincipal } from "./auth.js";
-import type { ChannelAccess } from "./channels.js";
-import { messageToProto } from "./convert.js";
-import type { ServiceDeps } from "./deps.js";
-import { toConnectError } from "./errors.js";
+} from "../../gen/chat/v1/message_pb.js";
+import { timestampOfId } from "../../core/ids.js";
+import type { MessageRecord } from "../../store/store.js";
+import type { UserPrincipal } from "../auth.js";
+import type { ChannelAccess } from "../channels/channel-service.js";
+import { messageToProto } from "../convert.js";
+import type { ServiceDeps } from "../deps.js";
+import { toConnectError } from "../errors.js";
 import { PublishOrder } from "./publish-order.js";
-import { invalid, optionalId, optionalShortText, pageSize, requireId, requireText } from "./validate.js";
+import { invalid, optionalId, optionalShortText, pageSize, requireId, requireText } from "../validate.js";
 
 export const MAX_TEXT_LENGTH = 40_000;
 export const MAX_CLIENT_MSG_ID_LENGTH = 64;

@@ -5,7 +5,7 @@
  * upgrade handler (see gateway.ts). Verified tokens are cached until they
  * expire, so the post path does not pay an HMAC per request.
  */
-import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { createSigner, createVerifier } from "fast-jwt";
 import { LRUCache } from "lru-cache";
 import { hash, timingSafeEqual } from "node:crypto";
@@ -16,8 +16,11 @@ export type Principal =
   | { kind: "user"; userId: bigint; expiresAt?: number };
 export type UserPrincipal = Extract<Principal, { kind: "user" }>;
 
-/** Where the authentication interceptor leaves the caller for handlers. */
-export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "principal" });
+/**
+ * The header with which the admin credential acts for a user: trusted
+ * components (gateway processes) read and post for their sockets' users.
+ */
+export const ON_BEHALF_OF_HEADER = "chat-on-behalf-of";
 
 export interface AuthOptions {
   jwtSecret: string;

@@ -43,13 +43,13 @@ import {
   type UpdateChannelResponse,
   type UpdateMembershipRequest,
   type UpdateMembershipResponse,
-} from "../gen/chat/v1/channel_pb.js";
-import { AlreadyExistsError, applyMembershipChanges, type ChannelRecord, type MembershipRecord } from "../store/store.js";
-import type { UserPrincipal } from "./auth.js";
-import { channelToProto, deliveryFromProto, membershipToProto, visibilityFromProto } from "./convert.js";
-import type { ServiceDeps } from "./deps.js";
-import { failedPrecondition, notFound, permissionDenied } from "./errors.js";
-import { decodePageToken, paginate } from "./page-token.js";
+} from "../../gen/chat/v1/channel_pb.js";
+import { AlreadyExistsError, applyMembershipChanges, type ChannelRecord, type MembershipRecord } from "../../store/store.js";
+import type { UserPrincipal } from "../auth.js";
+import { channelToProto, deliveryFromProto, membershipToProto, visibilityFromProto } from "../convert.js";
+import type { ServiceDeps } from "../deps.js";
+import { failedPrecondition, notFound, permissionDenied } from "../errors.js";
+import { decodePageToken, paginate } from "../page-token.js";
 import {
   channelName,
   codePointLength,
@@ -57,7 +57,7 @@ import {
   optionalShortText,
   pageSize,
   requireId,
-} from "./validate.js";
+} from "../validate.js";
 
 export interface ChannelService {
   createChannel(caller: UserPrincipal, req: CreateChannelRequest): Promise<CreateChannelResponse>;

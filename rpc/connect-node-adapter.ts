@@ -1,22 +1,94 @@
 /**
- * The RPC request handler: connect-node's adapter, rebuilt from its public
- * parts for two reasons.
+ * The one place where this project adapts connect-node to its own server:
+ * the Node request/response as connect-es's universal request, the router's
+ * handlers by path, and the answer written back. It is rebuilt from
+ * connect-node's public parts rather than calling `connectNodeAdapter`,
+ * because of these upstream behaviours of @connectrpc/connect(-node) 2.1.2
+ * (test/rpc/connect-node-upstream.test.ts fails when an upgrade changes any
+ * of them, so this module can be simplified then):
  *
- * 1. connect-es answers a request body that is not valid binary protobuf with
+ * 1. `universalRequestFromNodeRequest` aborts every request's signal when its
+ *    stream closes, also after a complete answer. An abort without a reason
+ *    builds a DOMException with a stack trace, which then runs through the
+ *    handler context's linked AbortController: ~9 % of the API's CPU in unary
+ *    posting. Here the signal is aborted only when the request ends before
+ *    its answer did (the client went away, and a streaming handler must stop).
+ * 2. `universalRequestFromNodeRequest` throws out of the request handler when
+ *    the Host header cannot form a URL (TypeError from `new URL`), or is
+ *    missing on HTTP/1.0 (INTERNAL). Uncaught, either stops the process. Here
+ *    such a request is answered 400.
+ * 3. connect-es answers a request body that is not valid binary protobuf with
  *    INTERNAL ("parse binary: ..."), while invalid JSON gets INVALID_ARGUMENT.
  *    Garbage from a client is the client's error, and an INTERNAL would page
- *    an operator, so such answers are rewritten to INVALID_ARGUMENT for all
+ *    an operator, so those answers are rewritten to INVALID_ARGUMENT for all
  *    three protocols (Connect, gRPC, gRPC-Web). Nothing else is touched.
- * 2. Failures after the response started go to our structured logger, not
- *    console.error.
- * 3. A request's abort signal fires only when it ends before its answer
- *    (node-request.ts), not after every request.
+ * 4. `connectNodeAdapter` reports failures after the response started with
+ *    console.error; here they go to the structured logger.
+ *
+ * (connect's handlers still abort their own context once per call, one
+ * DOMException each; that one is theirs to remove.)
  */
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
-import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
+import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import type http from "node:http";
+import type http2 from "node:http2";
 import type { Logger } from "../core/logger.js";
-import { universalRequestOf, type NodeRequest, type NodeResponse } from "./node-request.js";
+
+/** The connect-node version whose behaviour (above) this module was checked against. */
+export const CHECKED_CONNECT_VERSION = "2.1.2";
+
+export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+export type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+
+export function universalRequestOf(req: NodeRequest, res: NodeResponse): UniversalServerRequest {
+  const authority = "authority" in req ? req.authority : req.headers.host;
+  if (authority === undefined) throw new ConnectError("request has neither :authority nor Host", Code.InvalidArgument);
+  return {
+    httpVersion: req.httpVersion,
+    method: req.method ?? "",
+    url: new URL(req.url ?? "", `${"encrypted" in req.socket && req.socket.encrypted ? "https" : "http"}://${authority}`).toString(),
+    header: webHeaders(req.headers),
+    // A Node request is an async iterable of Buffers (Uint8Arrays); leaving the
+    // loop early destroys it, as connect expects.
+    body: req as AsyncIterable<Uint8Array>,
+    signal: abortedIfCutShort(req, res),
+    contextValues: undefined,
+  };
+}
+
+function abortedIfCutShort(req: NodeRequest, res: NodeResponse): AbortSignal {
+  const controller = new AbortController();
+  // The reason is built only for a request cut short: an error, too, costs a stack trace.
+  const cutShort = (reason: () => ConnectError) => {
+    if (!res.writableEnded && !controller.signal.aborted) controller.abort(reason());
+  };
+  if ("stream" in req) {
+    // HTTP/2: the stream's close, with its reset code if the client sent one.
+    req.once("close", () =>
+      cutShort(() => new ConnectError(`http/2 stream closed before the answer (code 0x${(req.stream.rstCode ?? 0).toString(16)})`, Code.Canceled)),
+    );
+  } else {
+    // HTTP/1.1: the request has no reset code; the response's close comes after
+    // the body was read, and an error when the connection breaks.
+    req.on("error", (err) => cutShort(() => new ConnectError("connection failed before the answer", Code.Aborted, undefined, undefined, err)));
+    res.once("close", () => cutShort(() => new ConnectError("connection closed before the answer", Code.Canceled)));
+  }
+  return controller.signal;
+}
+
+/** Node's header object as fetch Headers; HTTP/2 pseudo-headers (":path") are left out. */
+function webHeaders(nodeHeaders: http.IncomingHttpHeaders): Headers {
+  const headers = new Headers();
+  for (const name in nodeHeaders) {
+    if (name.startsWith(":")) continue;
+    const value = nodeHeaders[name];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) headers.append(name, v);
+    else headers.append(name, String(value));
+  }
+  return headers;
+}
 
 export interface RpcHandlerOptions extends ConnectRouterOptions {
   routes(router: ConnectRouter): void;

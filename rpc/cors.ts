@@ -5,7 +5,7 @@
  * Allow-Credentials.
  */
 import { cors as connectCors } from "@connectrpc/connect";
-import type { NodeRequest, NodeResponse } from "./node-request.js";
+import type { NodeRequest, NodeResponse } from "./connect-node-adapter.js";
 
 const allowMethods = connectCors.allowedMethods.join(", ");
 const allowHeaders = [...connectCors.allowedHeaders, "Authorization"].join(", ");

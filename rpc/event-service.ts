@@ -10,9 +10,9 @@ import type { Fanout } from "../bus/fanout.js";
 import { EventService, SubscribeResponseSchema, type SubscribeResponse } from "../gen/chat/v1/event_service_pb.js";
 import type { Event } from "../gen/chat/v1/event_pb.js";
 import type { ServerFrame } from "../gen/chat/v1/frame_pb.js";
-import { principalKey } from "./auth.js";
-import { AsyncQueue } from "./async-queue.js";
-import { EventSession, type EventBackend } from "./event-session.js";
+import { principalKey } from "./interceptors.js";
+import { AsyncQueue } from "../core/async-queue.js";
+import { EventSession, type EventBackend } from "../realtime/event-session.js";
 
 export interface EventServiceOptions {
   backend: EventBackend;

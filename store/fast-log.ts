@@ -4,11 +4,11 @@
  * once the log says the record is safe:
  * - embedded: the log is the store itself (the record is durable when the
  *   store's group commit has reached the disk);
- * - scale-out: a JetStream stream (bus/jetstream-fast-log.ts), drained into
+ * - scale-out: a JetStream stream (store/jetstream/jetstream-fast-log.ts), drained into
  *   the store by writers on the API nodes, so the API process that delivered
  *   a message may die at any point after that without losing it.
  */
-import type { ChatStore, MessageRecord } from "../store/store.js";
+import type { ChatStore, MessageRecord } from "./store.js";
 
 export interface FastLog {
   /**

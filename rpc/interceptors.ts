@@ -3,35 +3,32 @@
  * error mapping (store errors to codes, internals never leaked), metrics and
  * a log line for failures.
  */
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../core/logger.js";
 import type { ApiMetrics } from "../core/metrics.js";
-import { principalKey, type Authenticator } from "./auth.js";
-import { toConnectError } from "./errors.js";
+import { ON_BEHALF_OF_HEADER, type Authenticator, type Principal } from "../chat/auth.js";
+import { toConnectError } from "../chat/errors.js";
 
-/** Header with which the admin credential acts for a user (used by gateway processes). */
-export const ON_BEHALF_OF_HEADER = "chat-on-behalf-of";
+/** Where the authentication interceptor leaves the caller for handlers. */
+export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "principal" });
 
 export type AccessPolicy = "public" | "admin" | "admin-or-user" | "user";
 
-/** Who may call what; methods not listed need a user token. */
-const POLICIES: Record<string, AccessPolicy> = {
+/** The server's own services, open to anyone (load balancers, grpcurl). */
+const SERVER_POLICIES: Record<string, AccessPolicy> = {
   "grpc.health.v1.Health": "public",
   "grpc.reflection.v1.ServerReflection": "public",
   "grpc.reflection.v1alpha.ServerReflection": "public",
-  "chat.v1.UserService/CreateUser": "admin",
-  "chat.v1.UserService/IssueToken": "admin",
-  "chat.v1.UserService/GetUser": "admin-or-user",
-  "chat.v1.UserService/ListUsers": "admin-or-user",
 };
 
-export function policyOf(service: string, method: string): AccessPolicy {
-  return POLICIES[`${service}/${method}`] ?? POLICIES[service] ?? "user";
+/** Policies by "package.Service/Method" or "package.Service"; methods not listed need a user token. */
+export function policyOf(policies: Record<string, AccessPolicy>, service: string, method: string): AccessPolicy {
+  return policies[`${service}/${method}`] ?? policies[service] ?? SERVER_POLICIES[service] ?? "user";
 }
 
-export function createAuthInterceptor(auth: Authenticator): Interceptor {
+export function createAuthInterceptor(auth: Authenticator, policies: Record<string, AccessPolicy>): Interceptor {
   return (next) => async (req) => {
-    const policy = policyOf(req.service.typeName, req.method.name);
+    const policy = policyOf(policies, req.service.typeName, req.method.name);
     if (policy !== "public") {
       let principal = auth.authenticate(req.header.get("authorization"));
       // Trusted components (gateway processes) act for a user with the admin credential.
@@ -55,7 +52,7 @@ export function createAuthInterceptor(auth: Authenticator): Interceptor {
   };
 }
 
-export function createObservabilityInterceptor(metrics: ApiMetrics, logger: Logger): Interceptor {
+export function createObservabilityInterceptor(metrics: Pick<ApiMetrics, "rpcDuration" | "rpcRequests">, logger: Logger): Interceptor {
   return (next) => async (req) => {
     const method = `${req.service.typeName}/${req.method.name}`;
     const stopTimer = metrics.rpcDuration.startTimer({ method });

@@ -16,8 +16,8 @@ import type { Config } from "../core/config.js";
 import type { Logger } from "../core/logger.js";
 import { createApiMetrics, createGatewayMetrics } from "../core/metrics.js";
 import { startGateway } from "../gateway/gateway.js";
-import { createAuthenticator } from "../services/auth.js";
-import { createRemoteApi } from "../services/event-backend.js";
+import { createAuthenticator } from "../chat/auth.js";
+import { createRemoteApi } from "../realtime/event-backend.js";
 import type { WorkerInit, WorkerReady } from "./gateway-workers.js";
 
 interface Wiring {

@@ -4,13 +4,22 @@ import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@co
 import { ChannelService } from "../gen/chat/v1/channel_pb.js";
 import { MessageService } from "../gen/chat/v1/message_pb.js";
 import { UserService } from "../gen/chat/v1/user_pb.js";
-import { principalKey, type Principal, type UserPrincipal } from "./auth.js";
-import type { ChannelService as Channels } from "./channels.js";
-import type { MessageService as Messages } from "./messages.js";
-import type { UserService as Users } from "./users.js";
+import type { Principal, UserPrincipal } from "../chat/auth.js";
+import { principalKey, type AccessPolicy } from "./interceptors.js";
+import type { ChannelService as Channels } from "../chat/channels/channel-service.js";
+import type { MessageService as Messages } from "../chat/messages/message-service.js";
+import type { UserService as Users } from "../chat/users.js";
 
 /** The chat services this server speaks (health and reflection come on top). */
 export const CHAT_SERVICES: DescService[] = [UserService, ChannelService, MessageService];
+
+/** Who may call what; chat methods not listed need a user token. */
+export const CHAT_POLICIES: Record<string, AccessPolicy> = {
+  "chat.v1.UserService/CreateUser": "admin",
+  "chat.v1.UserService/IssueToken": "admin",
+  "chat.v1.UserService/GetUser": "admin-or-user",
+  "chat.v1.UserService/ListUsers": "admin-or-user",
+};
 
 function principal(ctx: HandlerContext): Principal {
   const p = ctx.values.get(principalKey);

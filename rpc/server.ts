@@ -1,6 +1,9 @@
 /**
- * The API port: Connect (JSON and binary), gRPC and gRPC-Web on one TCP port,
- * over HTTP/1.1 and cleartext HTTP/2 (h2c) alike, plus /healthz and /metrics.
+ * The RPC server: Connect (JSON and binary), gRPC and gRPC-Web on one TCP
+ * port, over HTTP/1.1 and cleartext HTTP/2 (h2c) alike, plus /healthz and
+ * /metrics, gRPC health and reflection, CORS and the interceptors. It knows
+ * no service of its own: the caller registers them (app/api-node.ts the chat
+ * services, the conformance suite its ConformanceService).
  *
  * Node has no server that speaks both HTTP/1.1 and h2c on one cleartext
  * port, so a plain TCP server reads the first bytes of each connection: the
@@ -14,34 +17,35 @@ import net from "node:net";
 import { setMaxListeners } from "node:events";
 import type { Logger } from "../core/logger.js";
 import type { ApiMetrics } from "../core/metrics.js";
-import { file_chat_v1_event } from "../gen/chat/v1/event_pb.js";
+import type { DescFile } from "@bufbuild/protobuf";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import type { Authenticator } from "./auth.js";
+import type { Authenticator } from "../chat/auth.js";
 import { registerHealth, type HealthState } from "./health.js";
 import { createCors } from "./cors.js";
-import { createAuthInterceptor, createObservabilityInterceptor } from "./interceptors.js";
+import { createAuthInterceptor, createObservabilityInterceptor, type AccessPolicy } from "./interceptors.js";
 import { registerReflection } from "./reflection.js";
-import type { NodeRequest, NodeResponse } from "./node-request.js";
-import { createRpcHandler } from "./rpc-handler.js";
-import { CHAT_SERVICES, registerChatServices, type ChatHandlers } from "./routes.js";
+import { createRpcHandler, type NodeRequest, type NodeResponse } from "./connect-node-adapter.js";
 
-export interface ApiServerOptions {
+export interface RpcServerOptions {
   host: string;
   port: number;
   maxRequestBytes: number;
   /** Browser origins allowed to call the API (CORS); "*" for any. */
   corsOrigins?: readonly string[];
-  handlers: ChatHandlers;
+  /** The services `routes` registers: described by health and reflection. */
+  services: DescService[];
+  /** Registers the services' handlers on the router. */
+  routes: (router: ConnectRouter) => void;
+  /** Who may call what, by "package.Service" or "package.Service/Method"; anything else needs a user token. */
+  policies: Record<string, AccessPolicy>;
+  /** Files that reflection describes beyond the services' own (message types used in streams, say). */
+  reflectionFiles?: DescFile[];
   auth: Authenticator;
-  metrics: ApiMetrics;
+  metrics: Pick<ApiMetrics, "registry" | "rpcDuration" | "rpcRequests">;
   logger: Logger;
-  /** More services to describe in reflection and health (registered by `routes`). */
-  extraServices?: DescService[];
-  /** More routes on the same router, e.g. the event stream for bots. */
-  routes?: (router: ConnectRouter) => void;
 }
 
-export interface ApiServer {
+export interface RpcServer {
   /** Base URL, e.g. http://127.0.0.1:8080. */
   readonly url: string;
   readonly port: number;
@@ -56,9 +60,8 @@ export interface ApiServer {
 const H2_PREFACE = Buffer.from("PRI");
 const SNIFF_TIMEOUT_MS = 10_000;
 
-export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
-  const { metrics, logger } = options;
-  const services = [...CHAT_SERVICES, ...(options.extraServices ?? [])];
+export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
+  const { metrics, logger, services } = options;
   let health: HealthState | undefined;
   const shutdown = new AbortController();
   // Every request in flight listens on this signal.
@@ -71,12 +74,11 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     // Binary clients keep protobuf's forward compatibility: unknown fields are skipped.
     jsonOptions: { ignoreUnknownFields: false },
     shutdownSignal: shutdown.signal,
-    interceptors: [createObservabilityInterceptor(metrics, logger), createAuthInterceptor(options.auth)],
+    interceptors: [createObservabilityInterceptor(metrics, logger), createAuthInterceptor(options.auth, options.policies)],
     routes(router) {
-      registerChatServices(router, options.handlers);
-      options.routes?.(router);
+      options.routes(router);
       health = registerHealth(router, services);
-      registerReflection(router, [...services, Health], [file_chat_v1_event]);
+      registerReflection(router, [...services, Health], options.reflectionFiles ?? []);
     },
   });
 

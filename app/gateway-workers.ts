@@ -12,7 +12,7 @@ import { createWorkerBridge } from "../bus/ipc-bus.js";
 import type { Config } from "../core/config.js";
 import { freePort } from "../core/net.js";
 import type { Logger } from "../core/logger.js";
-import type { RunningApi } from "../services/api.js";
+import type { RunningApi } from "./api-node.js";
 
 export interface WorkerInit {
   type: "init";
@@ -34,7 +34,7 @@ export interface GatewayWorkers {
   stop(): Promise<void>;
 }
 
-const CHAT_ENTRY = fileURLToPath(new URL("./chat.js", import.meta.url));
+const CHAT_ENTRY = fileURLToPath(new URL("../bin/chat.js", import.meta.url));
 
 export async function startGatewayWorkers(config: Config, api: RunningApi, logger: Logger): Promise<GatewayWorkers> {
   const workers: Array<ChildProcess | undefined> = [];
