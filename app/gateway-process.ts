@@ -1,12 +1,14 @@
 /**
- * A gateway in its own process. Two ways to run one:
- * - forked by the main process (CHAT_GATEWAY_WORKERS): credentials and the
- *   API's address arrive over IPC, and so do bus events;
+ * Composition root of a gateway in its own process. Two ways to run one:
+ * - a worker forked by the main process (CHAT_GATEWAY_WORKERS): its settings,
+ *   credentials and the API's address arrive over IPC (bin/gateway-worker.ts),
+ *   and so do bus events;
  * - standalone (role gateway, CHAT_BUS=nats): credentials, CHAT_API_URL and
  *   NATS from config, on any host.
  * Either way it verifies tokens itself, follows the bus, and reads and posts
  * through the API with the admin credential acting for each user.
  */
+import { createAuthenticator } from "../chat/auth.js";
 import { createFanout, type Fanout } from "../bus/fanout.js";
 import { createIpcFanout } from "../bus/ipc-bus.js";
 import { createNatsBus } from "../bus/nats-bus.js";
@@ -15,12 +17,33 @@ import { createSubjects } from "../bus/subjects.js";
 import type { Config } from "../core/config.js";
 import type { Logger } from "../core/logger.js";
 import { createApiMetrics, createGatewayMetrics } from "../core/metrics.js";
-import { startGateway } from "../gateway/gateway.js";
-import { createAuthenticator } from "../chat/auth.js";
-import { createRemoteApi } from "../realtime/event-backend.js";
-import type { WorkerInit, WorkerReady } from "./gateway-workers.js";
+import { startGateway, type Gateway } from "../gateway/gateway.js";
+import { createRemoteApi } from "../realtime/remote-api.js";
+
+/** What a forked worker receives from the main process before it starts. */
+export interface WorkerInit {
+  type: "init";
+  /** The main process's settings, with the listen ports resolved. */
+  config: Config;
+  apiUrl: string;
+  adminToken: string;
+  jwtSecret: string;
+  index: number;
+}
+
+/** What a worker answers once it listens. */
+export interface WorkerReady {
+  type: "ready";
+  addresses: Array<{ host: string; port: number }>;
+}
+
+/** Sent by the main process when its bus reconnected: the workers' sockets may have missed events. */
+export interface WorkerResync {
+  type: "resync";
+}
 
 interface Wiring {
+  config: Config;
   apiUrl: string;
   adminToken: string;
   jwtSecret: string;
@@ -30,32 +53,72 @@ interface Wiring {
   logger: Logger;
 }
 
-async function wiringFromParent(config: Config, baseLogger: Logger, onResync: () => void): Promise<Wiring> {
-  process.on("message", (m: { type?: string }) => {
-    if (m?.type === "resync") onResync();
-  });
-  const init = await new Promise<WorkerInit>((resolve) => {
-    const on = (m: WorkerInit) => {
-      if (m?.type !== "init") return;
-      process.off("message", on);
-      resolve(m);
-    };
-    process.on("message", on);
-  });
-  const logger = baseLogger.child({ worker: init.index });
-  const fanout = createIpcFanout(createSubjects(config.bus.subjectPrefix), {
-    onListenerError: (err) => logger.error({ err }, "event listener failed"),
-  });
-  return { ...init, fanout, closeBus: async () => fanout.close(), logger };
+export interface GatewayProcess {
+  gateway: Gateway;
+  /** Sockets first (1001), then the bus. */
+  stop(): Promise<void>;
 }
 
-async function wiringFromConfig(config: Config, logger: Logger, onReconnect: () => void): Promise<Wiring> {
-  // loadConfig guarantees these for role gateway with CHAT_BUS=nats.
+async function startGatewayWith(w: Wiring, onGateway: (gateway: Gateway) => void): Promise<GatewayProcess> {
+  const { config, logger } = w;
+  const auth = createAuthenticator({
+    adminToken: w.adminToken,
+    jwtSecret: w.jwtSecret,
+    defaultTokenTtlSeconds: config.auth.defaultTokenTtlSeconds,
+    maxTokenTtlSeconds: config.auth.maxTokenTtlSeconds,
+  });
+  const remote = createRemoteApi(w.apiUrl, w.adminToken);
+  const registry = createApiMetrics().registry;
+  const gateway = await startGateway({
+    config: config.gateway,
+    auth,
+    backend: remote.backend,
+    messages: remote.messages,
+    fanout: w.fanout,
+    metrics: createGatewayMetrics(registry, () => w.fanout.subscriptionCount),
+    registry,
+    logger,
+  });
+  onGateway(gateway);
+  let stopping: Promise<void> | undefined;
+  return {
+    gateway,
+    stop() {
+      stopping ??= (async () => {
+        await gateway.close();
+        await w.closeBus();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** A worker forked by the main process: bus events over IPC (see app/gateway-workers.ts). */
+export async function startGatewayWorker(init: WorkerInit, baseLogger: Logger): Promise<GatewayProcess> {
+  const logger = baseLogger.child({ worker: init.index });
+  const fanout = createIpcFanout(createSubjects(init.config.bus.subjectPrefix), {
+    onListenerError: (err) => logger.error({ err }, "event listener failed"),
+  });
+  let gateway: Gateway | undefined;
+  process.on("message", (m: WorkerResync) => {
+    if (m?.type === "resync") gateway?.resyncAll();
+  });
+  const started = await startGatewayWith(
+    { ...init, fanout, closeBus: async () => fanout.close(), logger },
+    (g) => (gateway = g),
+  );
+  process.send!({ type: "ready", addresses: started.gateway.addresses } satisfies WorkerReady);
+  return started;
+}
+
+/** A gateway on its own host: NATS and the API's address from config (loadConfig checked they are all there). */
+export async function startStandaloneGateway(config: Config, logger: Logger): Promise<GatewayProcess> {
   const { apiUrl } = config.gateway;
   const { adminToken, jwtSecret } = config.auth;
   if (config.bus.kind !== "nats" || !apiUrl || !adminToken || !jwtSecret) {
     throw new Error("a standalone gateway needs CHAT_BUS=nats, CHAT_API_URL, CHAT_ADMIN_TOKEN and CHAT_JWT_SECRET");
   }
+  let gateway: Gateway | undefined;
   const bus = await createNatsBus({
     servers: config.bus.nats.servers,
     connection: natsConnectionOptions(config.bus.nats),
@@ -64,60 +127,19 @@ async function wiringFromConfig(config: Config, logger: Logger, onReconnect: () 
     onDisconnect: () => logger.warn("NATS disconnected"),
     onReconnect: () => {
       logger.info("NATS reconnected");
-      onReconnect();
+      gateway?.resyncAll();
     },
   });
   const fanout = createFanout(bus, createSubjects(config.bus.subjectPrefix), {
     onListenerError: (err) => logger.error({ err }, "event listener failed"),
   });
-  return { apiUrl, adminToken, jwtSecret, fanout, closeBus: () => bus.close(), logger };
-}
-
-export async function runGatewayProcess(config: Config, baseLogger: Logger): Promise<void> {
-  const forked = typeof process.send === "function";
-  let resync = () => {};
-  const { apiUrl, adminToken, jwtSecret, fanout, closeBus, logger } = forked
-    ? await wiringFromParent(config, baseLogger, () => resync())
-    : await wiringFromConfig(config, baseLogger, () => resync());
-  const auth = createAuthenticator({
-    adminToken,
-    jwtSecret,
-    defaultTokenTtlSeconds: config.auth.defaultTokenTtlSeconds,
-    maxTokenTtlSeconds: config.auth.maxTokenTtlSeconds,
-  });
-  const remote = createRemoteApi(apiUrl, adminToken);
-  const registry = createApiMetrics().registry;
-  const gateway = await startGateway({
-    config: config.gateway,
-    auth,
-    backend: remote.backend,
-    messages: remote.messages,
-    fanout,
-    metrics: createGatewayMetrics(registry, () => fanout.subscriptionCount),
-    registry,
-    logger,
-  });
-  resync = () => gateway.resyncAll();
-  if (forked) process.send!({ type: "ready", addresses: gateway.addresses } satisfies WorkerReady);
-  else {
-    logger.info(
-      { api: apiUrl, gateway: gateway.addresses.map((a) => `ws://${a.host}:${a.port}/ws`), bus: config.bus.nats.servers },
-      "chat started",
-    );
-  }
-
-  let stopping = false;
-  const stop = async (why: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ why }, "gateway stopping");
-    await gateway.close();
-    await closeBus();
-    logger.info("stopped");
-    process.exit(0);
-  };
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-  process.on("SIGINT", () => void stop("SIGINT"));
-  // A forked gateway without its parent has no bus: stop rather than serve stale sockets.
-  if (forked) process.on("disconnect", () => void stop("parent gone"));
+  const started = await startGatewayWith(
+    { config, apiUrl, adminToken, jwtSecret, fanout, closeBus: () => bus.close(), logger },
+    (g) => (gateway = g),
+  );
+  logger.info(
+    { api: apiUrl, gateway: started.gateway.addresses.map((a) => `ws://${a.host}:${a.port}/ws`), bus: config.bus.nats.servers },
+    "chat started",
+  );
+  return started;
 }

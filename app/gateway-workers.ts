@@ -1,10 +1,12 @@
 /**
  * CHAT_GATEWAY_WORKERS: the main process (API, store, bus) forks N gateway
- * processes that listen on the same addresses (uWebSockets.js binds with
- * SO_REUSEPORT, so the kernel spreads connections), each with its own bus
- * subscriptions served over IPC, and restarts one that dies.
+ * processes (bin/gateway-worker.ts) that listen on the same addresses
+ * (uWebSockets.js binds with SO_REUSEPORT, so the kernel spreads
+ * connections), each with its own bus subscriptions served over IPC, and
+ * restarts one that dies.
  *
- * Secrets go to workers over the IPC channel, not the environment.
+ * Settings and secrets go to workers in the first IPC message, never through
+ * the environment.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -13,19 +15,7 @@ import type { Config } from "../core/config.js";
 import { freePort } from "../core/net.js";
 import type { Logger } from "../core/logger.js";
 import type { RunningApi } from "./api-node.js";
-
-export interface WorkerInit {
-  type: "init";
-  apiUrl: string;
-  adminToken: string;
-  jwtSecret: string;
-  index: number;
-}
-
-export interface WorkerReady {
-  type: "ready";
-  addresses: Array<{ host: string; port: number }>;
-}
+import type { WorkerInit, WorkerReady, WorkerResync } from "./gateway-process.js";
 
 export interface GatewayWorkers {
   /** Addresses the workers listen on (the first worker's report). */
@@ -34,7 +24,7 @@ export interface GatewayWorkers {
   stop(): Promise<void>;
 }
 
-const CHAT_ENTRY = fileURLToPath(new URL("../bin/chat.js", import.meta.url));
+const WORKER_ENTRY = fileURLToPath(new URL("../bin/gateway-worker.js", import.meta.url));
 
 export async function startGatewayWorkers(config: Config, api: RunningApi, logger: Logger): Promise<GatewayWorkers> {
   const workers: Array<ChildProcess | undefined> = [];
@@ -42,10 +32,14 @@ export async function startGatewayWorkers(config: Config, api: RunningApi, logge
   let stopping = false;
   let addresses: Array<{ host: string; port: number }> = [];
 
+  // Workers share each port through SO_REUSEPORT, which uSockets does not set
+  // on port 0: resolve port 0 to one free port first, for all of them.
+  const listen = await Promise.all(config.gateway.listen.map(async (a) => ({ host: a.host, port: a.port || (await freePort(a.host)) })));
+  const workerConfig: Config = { ...config, role: "gateway", gateway: { ...config.gateway, listen } };
+
   const spawn = (index: number): Promise<void> =>
     new Promise((resolve, reject) => {
-      const child = fork(CHAT_ENTRY, [], {
-        env: { ...process.env, CHAT_ROLE: "gateway" },
+      const child = fork(WORKER_ENTRY, [], {
         serialization: "advanced",
         stdio: ["ignore", "inherit", "inherit", "ipc"],
       });
@@ -70,6 +64,7 @@ export async function startGatewayWorkers(config: Config, api: RunningApi, logge
       });
       child.send({
         type: "init",
+        config: workerConfig,
         apiUrl: api.server.url,
         adminToken: api.secrets.adminToken,
         jwtSecret: api.secrets.jwtSecret,
@@ -77,17 +72,11 @@ export async function startGatewayWorkers(config: Config, api: RunningApi, logge
       } satisfies WorkerInit);
     });
 
-  // Workers share each port through SO_REUSEPORT, which uSockets does not set
-  // on port 0: resolve port 0 to one free port first, for all of them.
-  if (config.gateway.listen.some((a) => a.port === 0)) {
-    const listen = await Promise.all(config.gateway.listen.map(async (a) => ({ host: a.host, port: a.port || (await freePort(a.host)) })));
-    process.env.CHAT_GATEWAY_LISTEN = listen.map((a) => `${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`).join(",");
-  }
   await Promise.all(Array.from({ length: config.gateway.workers }, (_, i) => spawn(i)));
 
   // The main process's bus lost its connection: the workers' sockets may have missed events.
   api.busEvents.on("reconnect", () => {
-    for (const w of workers) if (w?.connected) w.send({ type: "resync" });
+    for (const w of workers) if (w?.connected) w.send({ type: "resync" } satisfies WorkerResync);
   });
 
   return {

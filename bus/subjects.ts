@@ -2,6 +2,7 @@
  * Every bus subject is built here, under one configurable prefix, so that the
  * API, the gateways and NATS permissions agree on the names.
  */
+import { SUBJECT_PREFIX_RULE, SUBJECT_PREFIX_RULE_TEXT } from "../core/config.js";
 
 export interface Subjects {
   readonly prefix: string;
@@ -22,8 +23,8 @@ export interface Subjects {
 }
 
 export function createSubjects(prefix: string): Subjects {
-  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) {
-    throw new Error(`subject prefix must be dot-separated tokens of [A-Za-z0-9_-], got ${JSON.stringify(prefix)}`);
+  if (!SUBJECT_PREFIX_RULE.test(prefix)) {
+    throw new Error(`subject prefix must be ${SUBJECT_PREFIX_RULE_TEXT}, got ${JSON.stringify(prefix)}`);
   }
   const channelPrefix = `${prefix}.ch.`;
   const userPrefix = `${prefix}.user.`;

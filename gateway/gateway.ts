@@ -30,10 +30,10 @@ import { PostMessageRequestSchema } from "../gen/chat/v1/message_pb.js";
 import type { ServerFrame } from "../gen/chat/v1/frame_pb.js";
 import type { Authenticator, Principal, UserPrincipal } from "../chat/auth.js";
 import { toConnectError } from "../chat/errors.js";
+import type { EventBackend } from "../realtime/event-backend.js";
 import {
   EventSession,
   frame,
-  type EventBackend,
   type EventSessionOptions,
   type SessionEnv,
   type SessionTransport,

@@ -1,7 +1,8 @@
 /**
  * Loads uWebSockets.js (the npm alias of @trufflesuite/uws-js-unofficial).
  * That package silently falls back to a slow pure-JS server when its native
- * binary does not load; the gateway refuses to run on the fallback.
+ * binary does not load (or UWS_USE_FALLBACK is set, which config refuses);
+ * the gateway refuses to run on the fallback.
  */
 import { createRequire } from "node:module";
 
@@ -12,9 +13,6 @@ export class UwsUnavailableError extends Error {
 }
 
 export function loadUws(): Uws {
-  if (process.env.UWS_USE_FALLBACK) {
-    throw new UwsUnavailableError("UWS_USE_FALLBACK is set: the gateway needs the native uWebSockets.js binding; unset it");
-  }
   const require = createRequire(import.meta.url);
   const uws = require("uWebSockets.js") as Uws;
   if (!/\[native code\]/.test(Function.prototype.toString.call(uws.App))) {

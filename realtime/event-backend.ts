@@ -1,20 +1,17 @@
 /**
- * EventBackend over the API's services, in process (the domain services
- * called directly) or remote (Connect calls to an API process, for gateway
- * processes). Both page the same way. The remote one bounds how many reads
- * are in flight at once: a burst of sockets (a reconnect storm) waits in a
- * queue of small closures rather than in thousands of concurrent HTTP/2
- * streams, whose buffers would leave the gateway's memory fragmented long
- * after they are freed.
+ * What a session reads from the API (EventBackend), and the one way of
+ * reading it over any ReadApi: in process (the domain services called
+ * directly, below) or remote (remote-api.ts, for gateway processes). Both
+ * page the same way.
  */
 import { create } from "@bufbuild/protobuf";
-import pLimit from "p-limit";
-import { createClient, type Client } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import type { UserPrincipal } from "../chat/auth.js";
+import type { ChannelService } from "../chat/channels/channel-service.js";
+import { MAX_PAGE, type MessageService } from "../chat/messages/message-service.js";
 import {
-  ChannelService as ChannelServiceDesc,
   GetChannelRequestSchema,
   ListMyChannelsRequestSchema,
+  type DeliveryMode,
   type GetChannelRequest,
   type GetChannelResponse,
   type ListMyChannelsRequest,
@@ -23,26 +20,39 @@ import {
 import {
   ListMessagesRequestSchema,
   MessageOrder,
-  MessageService as MessageServiceDesc,
   type ListMessagesRequest,
   type ListMessagesResponse,
   type Message,
-  type PostMessageResponse,
 } from "../gen/chat/v1/message_pb.js";
-import type { UserPrincipal } from "../chat/auth.js";
-import type { ChannelService } from "../chat/channels/channel-service.js";
-import type { EventBackend } from "./event-session.js";
-import { ON_BEHALF_OF_HEADER } from "../chat/auth.js";
-import { MAX_PAGE, type MessageService } from "../chat/messages/message-service.js";
+
+/** What a session needs from the API. */
+export interface EventBackend {
+  /**
+   * Every channel the user belongs to. A backend that queues reads may skip
+   * one (and answer anything) once stillWanted says its session is gone.
+   */
+  channelsOf(user: UserPrincipal, stillWanted?: () => boolean): Promise<bigint[]>;
+  /**
+   * Up to `limit` messages of the channel after `after`, oldest first, with
+   * the channel's delivery mode. Throws NOT_FOUND or PERMISSION_DENIED for
+   * channels the user may not read.
+   */
+  missed(
+    user: UserPrincipal,
+    channelId: bigint,
+    after: bigint,
+    limit: number,
+  ): Promise<{ messages: Message[]; hasMore: boolean; delivery: DeliveryMode }>;
+}
 
 /** The three reads a session needs, in whatever way they reach the API. */
-interface ReadApi {
+export interface ReadApi {
   listMyChannels(user: UserPrincipal, req: ListMyChannelsRequest): Promise<ListMyChannelsResponse>;
   getChannel(user: UserPrincipal, req: GetChannelRequest): Promise<GetChannelResponse>;
   listMessages(user: UserPrincipal, req: ListMessagesRequest): Promise<ListMessagesResponse>;
 }
 
-function createEventBackend(api: ReadApi): EventBackend {
+export function createEventBackend(api: ReadApi): EventBackend {
   return {
     async channelsOf(user) {
       const ids: bigint[] = [];
@@ -88,88 +98,3 @@ export function createLocalEventBackend(channels: ChannelService, messages: Mess
   });
 }
 
-export interface RemoteApi {
-  backend: EventBackend;
-  /** Posts for a user through the API; onQueued runs once the API answered (keeps a socket's posts in order). */
-  messages: Pick<MessageService, "postMessage">;
-}
-
-export interface RemoteApiOptions {
-  /**
-   * Most reads (a socket's channels at start, resume pages) in flight to the
-   * API at once; the rest wait in order. A reconnect storm opens sockets far
-   * faster than the API answers: unbounded, every waiting socket would hold
-   * an HTTP/2 stream, its buffers and its call state at the same moment.
-   */
-  maxConcurrentReads?: number;
-  /**
-   * How long one read may take before it fails (the socket that waited for
-   * it is closed with 1011 and reconnects): a read that never answers would
-   * otherwise hold its slot for good.
-   */
-  readTimeoutMs?: number;
-}
-
-/** Reads in flight to the API from one gateway process, by default. */
-export const MAX_CONCURRENT_READS = 32;
-export const READ_TIMEOUT_MS = 30_000;
-
-/**
- * For a gateway in another process: Connect calls to the API with the admin
- * credential acting for each user (the chat-on-behalf-of header).
- */
-export function createRemoteApi(apiUrl: string, adminToken: string, options: RemoteApiOptions = {}): RemoteApi {
-  const transport = createConnectTransport({ baseUrl: apiUrl, httpVersion: "2", useBinaryFormat: true });
-  const channels: Client<typeof ChannelServiceDesc> = createClient(ChannelServiceDesc, transport);
-  const messages: Client<typeof MessageServiceDesc> = createClient(MessageServiceDesc, transport);
-  const as = (user: UserPrincipal) => ({
-    headers: { authorization: `Bearer ${adminToken}`, [ON_BEHALF_OF_HEADER]: user.userId.toString() },
-  });
-  const timeoutMs = options.readTimeoutMs ?? READ_TIMEOUT_MS;
-  const asReading = (user: UserPrincipal) => ({ ...as(user), timeoutMs });
-  // At most this many reads at once; the others start in arrival order (a start-up storm may queue tens of thousands).
-  const read: Limiter = pLimit(options.maxConcurrentReads ?? MAX_CONCURRENT_READS);
-  const backend = createEventBackend({
-    // Taken under the slot of the whole channelsOf below, all pages in one.
-    listMyChannels: (user, req) => channels.listMyChannels(req, asReading(user)),
-    getChannel: (user, req) => read(() => channels.getChannel(req, asReading(user))),
-    listMessages: (user, req) => read(() => messages.listMessages(req, asReading(user))),
-  });
-  return {
-    backend: { ...backend, channelsOf: queuedChannelReads(backend.channelsOf, read) },
-    messages: {
-      async postMessage(user, req, onQueued): Promise<PostMessageResponse> {
-        try {
-          return await messages.postMessage(req, as(user));
-        } finally {
-          onQueued?.();
-        }
-      },
-    },
-  };
-}
-
-type Limiter = <T>(call: () => Promise<T>) => Promise<T>;
-
-function queuedChannelReads(channelsOf: EventBackend["channelsOf"], read: Limiter): EventBackend["channelsOf"] {
-  const queued = new Map<bigint, { result?: Promise<bigint[]>; wanted: Array<(() => boolean) | undefined> }>();
-  return (user, stillWanted) => {
-    const userId = user.userId;
-    const waiting = queued.get(userId);
-    if (waiting?.result) {
-      waiting.wanted.push(stillWanted);
-      return waiting.result;
-    }
-    const entry: { result?: Promise<bigint[]>; wanted: Array<(() => boolean) | undefined> } = { wanted: [stillWanted] };
-    let sent = false;
-    const result = read(async () => {
-      sent = true;
-      if (queued.get(userId) === entry) queued.delete(userId);
-      if (!entry.wanted.some((wanted) => wanted === undefined || wanted())) return [];
-      return channelsOf(user);
-    });
-    entry.result = result;
-    if (!sent) queued.set(userId, entry);
-    return result;
-  };
-}

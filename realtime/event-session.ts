@@ -14,33 +14,13 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import type { Fanout } from "../bus/fanout.js";
-import type { DeliveryMode } from "../gen/chat/v1/channel_pb.js";
 import { EventSchema, type Event } from "../gen/chat/v1/event_pb.js";
 import type { ErrorCode } from "../gen/chat/v1/error_pb.js";
 import { ServerFrameSchema, type ChannelCursor, type ServerFrame } from "../gen/chat/v1/frame_pb.js";
 import type { Message } from "../gen/chat/v1/message_pb.js";
+import type { EventBackend } from "./event-backend.js";
 import type { UserPrincipal } from "../chat/auth.js";
 import { toConnectError } from "../chat/errors.js";
-
-/** What a session needs from the API. */
-export interface EventBackend {
-  /**
-   * Every channel the user belongs to. A backend that queues reads may skip
-   * one (and answer anything) once stillWanted says its session is gone.
-   */
-  channelsOf(user: UserPrincipal, stillWanted?: () => boolean): Promise<bigint[]>;
-  /**
-   * Up to `limit` messages of the channel after `after`, oldest first, with
-   * the channel's delivery mode. Throws NOT_FOUND or PERMISSION_DENIED for
-   * channels the user may not read.
-   */
-  missed(
-    user: UserPrincipal,
-    channelId: bigint,
-    after: bigint,
-    limit: number,
-  ): Promise<{ messages: Message[]; hasMore: boolean; delivery: DeliveryMode }>;
-}
 
 /** How frames reach the client. */
 export interface SessionTransport {

@@ -12,7 +12,8 @@ import type { Event } from "../gen/chat/v1/event_pb.js";
 import type { ServerFrame } from "../gen/chat/v1/frame_pb.js";
 import { principalKey } from "./interceptors.js";
 import { AsyncQueue } from "../core/async-queue.js";
-import { EventSession, type EventBackend } from "../realtime/event-session.js";
+import type { EventBackend } from "../realtime/event-backend.js";
+import { EventSession } from "../realtime/event-session.js";
 
 export interface EventServiceOptions {
   backend: EventBackend;

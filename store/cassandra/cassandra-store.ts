@@ -23,6 +23,7 @@ import {
   type MessageRecord,
   type UserRecord,
 } from "../store.js";
+import type { CassandraConsistency, SerialConsistency } from "../../core/config.js";
 import { applySchema } from "./migrations.js";
 
 const { types } = cassandra;
@@ -34,9 +35,9 @@ export interface CassandraStoreOptions {
   /** CQL replication map for the keyspace, e.g. {'class': 'NetworkTopologyStrategy', 'dc1': 3}. */
   replication: string;
   /** Consistency of reads and writes (LWTs use LOCAL_SERIAL). */
-  consistency?: "localQuorum" | "quorum" | "localOne" | "one" | "all" | "eachQuorum";
+  consistency?: CassandraConsistency;
   /** Consistency of the Paxos phase of lightweight transactions (LOCAL_SERIAL by default). */
-  serialConsistency?: "localSerial" | "serial";
+  serialConsistency?: SerialConsistency;
   /** Extra cassandra-driver client options (pooling, timeouts, auth, TLS); queryOptions are the store's own. */
   client?: Partial<cassandra.ClientOptions>;
 }

@@ -5,9 +5,9 @@
  */
 import { readFileSync } from "node:fs";
 import cassandra from "cassandra-driver";
-import type { Config } from "../../core/config.js";
+import type { CassandraConfig } from "../../core/config.js";
 
-export function cassandraClientOptions(settings: Config["store"]["cassandra"]): Partial<cassandra.ClientOptions> {
+export function cassandraClientOptions(settings: CassandraConfig): Partial<cassandra.ClientOptions> {
   const local = cassandra.types.distance.local;
   const remote = cassandra.types.distance.remote;
   return {

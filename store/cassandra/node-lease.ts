@@ -14,6 +14,7 @@ import cassandra from "cassandra-driver";
 import { randomInt, randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { MAX_NODE_ID } from "../../core/ids.js";
+import type { SerialConsistency } from "../../core/config.js";
 import type { Logger } from "../../core/logger.js";
 
 const { consistencies } = cassandra.types;
@@ -73,7 +74,7 @@ export interface NodeLeaseOptions {
    * are global, and LOCAL_SERIAL would let two datacenters grant one node id
    * twice. Claims and renewals are rare, so the cross-datacenter round trip is cheap.
    */
-  serialConsistency?: "serial" | "localSerial";
+  serialConsistency?: SerialConsistency;
   logger?: Pick<Logger, "info" | "warn">;
 }
 

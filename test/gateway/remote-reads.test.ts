@@ -11,7 +11,7 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChannelService, ListMyChannelsResponseSchema } from "../../gen/chat/v1/channel_pb.js";
-import { createRemoteApi } from "../../realtime/event-backend.js";
+import { createRemoteApi } from "../../realtime/remote-api.js";
 import { ON_BEHALF_OF_HEADER } from "../../chat/auth.js";
 
 /** Channels of user n: n * 1000 + 1 .. n * 1000 + (n % 3 + 1); user 7 has 1,200 (three pages). */

@@ -121,3 +121,13 @@ describe("layers", () => {
     expect(check("gateway/gateway.ts", 'import {\n  EventSession,\n  type SessionEnv,\n} from "../realtime/event-session.js";')).toEqual([]);
   });
 });
+
+describe("configuration", () => {
+  it("is read from the environment and the command line by core/config.ts alone", () => {
+    const readers = Object.keys(LAYERS)
+      .flatMap((top) => sources(top))
+      .filter((file) => file !== path.join("core", "config.ts"))
+      .filter((file) => /process\.(env|argv)\b/.test(readFileSync(file, "utf8").replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, "")));
+    expect(readers).toEqual([]);
+  });
+});

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../core/config.js";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { CONFIG_VARIABLES, ConfigError, loadConfig } from "../../core/config.js";
 
 describe("config", () => {
   it("has working defaults for the single-node mode", () => {
@@ -77,6 +79,64 @@ describe("config", () => {
       /only one of CHAT_NATS_TOKEN, CHAT_NATS_USER/,
     );
     expect(() => loadConfig({ env: { CHAT_FAST_LOG_REPLICAS: "7" }, argv: [] })).toThrow(/CHAT_FAST_LOG_REPLICAS: must be at most 5/);
+  });
+
+  it("reports every problem in one error: bad values, rules across settings and refused variables alike", () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        env: {
+          CHAT_API_PORT: "http",
+          CHAT_NATS_USER: "u",
+          CHAT_TOKEN_DEFAULT_TTL_SECONDS: "7200",
+          CHAT_TOKEN_MAX_TTL_SECONDS: "3600",
+          CHAT_CASSANDRA_PASSWORD: "p",
+          UWS_USE_FALLBACK: "1",
+        },
+        argv: ["--role", "gateway"],
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).problems.sort()).toEqual(
+      [
+        'CHAT_API_PORT: expected an integer from 0 to 65535 (got "http")',
+        "CHAT_BUS: a gateway in its own process (role gateway) needs nats; gateway workers of role all are CHAT_GATEWAY_WORKERS",
+        "CHAT_CASSANDRA_USERNAME: required together with CHAT_CASSANDRA_PASSWORD",
+        "CHAT_NATS_PASSWORD: required together with CHAT_NATS_USER",
+        "CHAT_TOKEN_DEFAULT_TTL_SECONDS: must not exceed CHAT_TOKEN_MAX_TTL_SECONDS (3600)",
+        "UWS_USE_FALLBACK: makes uWebSockets.js run its slow pure-JS fallback; the gateway needs the native binding: unset it",
+      ].sort(),
+    );
+  });
+
+  it("skips a rule across settings when one of its settings is itself bad (reported once)", () => {
+    try {
+      loadConfig({ env: { CHAT_TOKEN_DEFAULT_TTL_SECONDS: "soon", CHAT_TOKEN_MAX_TTL_SECONDS: "3600" }, argv: [] });
+      expect.unreachable();
+    } catch (err) {
+      expect((err as ConfigError).problems).toEqual(['CHAT_TOKEN_DEFAULT_TTL_SECONDS: expected an integer from 60 to 31622400 (got "soon")']);
+    }
+  });
+
+  it("derives the gateway's addresses from host and port unless CHAT_GATEWAY_LISTEN lists them", () => {
+    expect(loadConfig({ env: { CHAT_GATEWAY_HOST: "0.0.0.0", CHAT_GATEWAY_PORT: "9001" }, argv: [] }).gateway.listen).toEqual([
+      { host: "0.0.0.0", port: 9001 },
+    ]);
+    expect(loadConfig({ env: { CHAT_DATA_DIR: "rel" }, argv: [] }).dataDir).toBe(path.resolve("rel"));
+  });
+
+  it("documents every variable it reads in the README's configuration table, and no other", () => {
+    const readme = readFileSync("README.md", "utf8");
+    const section = readme.slice(readme.indexOf("## Configuration"), readme.indexOf("\n## ", readme.indexOf("## Configuration") + 1));
+    const documented = new Set(
+      section
+        .split("\n")
+        .filter((line) => line.startsWith("| `"))
+        .flatMap((line) => [...line.split("|")[1]!.matchAll(/`(CHAT_[A-Z0-9_]+)`/g)].map((m) => m[1]!)),
+    );
+    expect([...documented].sort()).toEqual([...CONFIG_VARIABLES].sort());
   });
 
   it("treats empty variables as unset", () => {
