@@ -7,7 +7,8 @@
 import { create } from "@bufbuild/protobuf";
 import type { UserPrincipal } from "../chat/auth.js";
 import type { ChannelService } from "../chat/channels/channel-service.js";
-import { MAX_PAGE, type MessageService } from "../chat/messages/message-service.js";
+import { MAX_PAGE } from "../chat/messages/history.js";
+import type { MessageService } from "../chat/messages/message-service.js";
 import {
   GetChannelRequestSchema,
   ListMyChannelsRequestSchema,

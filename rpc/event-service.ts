@@ -13,6 +13,7 @@ import type { ServerFrame } from "../gen/chat/v1/frame_pb.js";
 import { principalKey } from "./interceptors.js";
 import { AsyncQueue } from "../core/async-queue.js";
 import type { EventBackend } from "../realtime/event-backend.js";
+import { DISCONNECT, streamEnd } from "../realtime/disconnect.js";
 import { EventSession } from "../realtime/event-session.js";
 
 export interface EventServiceOptions {
@@ -47,9 +48,8 @@ export function registerEventService(router: ConnectRouter, options: EventServic
     async *subscribe(req, ctx: HandlerContext) {
       const principal = ctx.values.get(principalKey);
       if (principal?.kind !== "user") throw new ConnectError("this method needs a user token", Code.PermissionDenied);
-      const queue = new AsyncQueue<SubscribeResponse>(
-        options.maxQueued,
-        () => new ConnectError("too slow: more than " + options.maxQueued + " events queued; resubscribe with cursors", Code.ResourceExhausted),
+      const queue = new AsyncQueue<SubscribeResponse>(options.maxQueued, () =>
+        streamEnd(DISCONNECT.tooSlow, `more than ${options.maxQueued} events queued`),
       );
       const following = new Map<bigint, (event: Event) => void>();
       const session = new EventSession(
@@ -72,18 +72,17 @@ export function registerEventService(router: ConnectRouter, options: EventServic
             fanout.unwatchChannel(channelId, listener);
             following.delete(channelId);
           },
-          overflow: () => queue.fail(new ConnectError("too slow: resubscribe with cursors", Code.ResourceExhausted)),
+          overflow: () => queue.fail(streamEnd(DISCONNECT.tooSlow)),
         },
       );
       const expiry =
         principal.expiresAt === undefined
           ? undefined
           : setTimeout(
-              () => queue.fail(new ConnectError("token expired", Code.Unauthenticated)),
+              () => queue.fail(streamEnd(DISCONNECT.tokenExpired)),
               Math.max(0, principal.expiresAt - Date.now()),
             );
-      const onBusReconnect = () =>
-        queue.fail(new ConnectError("events may have been missed: resubscribe with cursors", Code.Unavailable));
+      const onBusReconnect = () => queue.fail(streamEnd(DISCONNECT.resync));
       options.busEvents?.on("reconnect", onBusReconnect);
       try {
         await session.start(() => undefined, req.cursors.length > 0);

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
-import { createChannelAccess } from "../../chat/channels/channel-service.js";
+import { createChannelAccess } from "../../chat/channels/access.js";
 import { createSqliteStore } from "../../store/sqlite/sqlite-store.js";
 import type { ChatStore } from "../../store/store.js";
 import { group, membership, user } from "../store/store-contract.js";
