@@ -3,38 +3,28 @@
  * services, served on the API port. `bin/chat.ts` and the tests both start the
  * API through here, so tests run exactly what production runs.
  */
-import { EventEmitter } from "node:events";
-import { hostname } from "node:os";
-import path from "node:path";
+import type { EventEmitter } from "node:events";
 import type { Bus } from "../bus/bus.js";
 import { createFanout, type Fanout } from "../bus/fanout.js";
-import { createLocalBus } from "../bus/local-bus.js";
-import { createJetStreamFastLog } from "../store/jetstream/jetstream-fast-log.js";
-import { createNatsBus, type NatsBus } from "../bus/nats-bus.js";
-import { natsConnectionOptions } from "../bus/nats-options.js";
 import { createSubjects, type Subjects } from "../bus/subjects.js";
-import type { Config } from "../core/config.js";
-import { createIdGenerator, type IdGenerator } from "../core/ids.js";
-import type { Logger } from "../core/logger.js";
-import { createApiMetrics, type ApiMetrics } from "../core/metrics.js";
-import { resolveSecret } from "../core/secrets.js";
-import { cassandraClientOptions } from "../store/cassandra/client-options.js";
-import { createCassandraStore } from "../store/cassandra/cassandra-store.js";
-import { claimNodeLease, type NodeLease } from "../store/cassandra/node-lease.js";
-import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
-import type { ChatStore } from "../store/store.js";
-import { startRpcServer, type RpcServer } from "../rpc/server.js";
 import { createAuthenticator, type Authenticator } from "../chat/auth.js";
 import { createChannelAccess, MEMBER_CHECK_TTL_MS, SOLE_WRITER_MEMBER_CHECK_TTL_MS } from "../chat/channels/access.js";
 import { createChannelService } from "../chat/channels/channel-service.js";
-import { createLocalEventBackend, type EventBackend } from "../realtime/event-backend.js";
-import { EventService, registerEventService } from "../rpc/event-service.js";
+import type { ServiceDeps } from "../chat/deps.js";
 import { createEventPublisher } from "../chat/events.js";
-import { createStoreFastLog, type FastLog } from "../store/fast-log.js";
 import { createMessageService } from "../chat/messages/message-service.js";
-import { CHAT_POLICIES, CHAT_SERVICES, registerChatServices, type ChatHandlers } from "../rpc/chat-routes.js";
-import { file_chat_v1_event } from "../gen/chat/v1/event_pb.js";
 import { createUserService } from "../chat/users.js";
+import type { Config } from "../core/config.js";
+import type { Logger } from "../core/logger.js";
+import { createApiMetrics, type ApiMetrics } from "../core/metrics.js";
+import { resolveSecret } from "../core/secrets.js";
+import { file_chat_v1_event } from "../gen/chat/v1/event_pb.js";
+import { createLocalEventBackend, type EventBackend } from "../realtime/event-backend.js";
+import { CHAT_POLICIES, CHAT_SERVICES, registerChatServices, type ChatHandlers } from "../rpc/chat-routes.js";
+import { EventService, registerEventService } from "../rpc/event-service.js";
+import { startRpcServer, type RpcServer } from "../rpc/server.js";
+import type { ChatStore } from "../store/store.js";
+import { openBus, openFastLog, openNodeIds, openStore } from "./adapters.js";
 
 export interface RunningApi {
   server: RpcServer;
@@ -62,87 +52,33 @@ export interface StartApiOptions {
   defaultMetrics?: boolean;
 }
 
-export async function startApi({ config, logger, defaultMetrics }: StartApiOptions): Promise<RunningApi> {
-  const metrics = createApiMetrics({ defaultMetrics: defaultMetrics ?? true });
+/** The credentials in force: from config, or generated once into the data folder. */
+function credentials(config: Config, logger: Logger) {
   const adminToken = resolveSecret(config.dataDir, "admin-token", config.auth.adminToken);
   const jwtSecret = resolveSecret(config.dataDir, "jwt-secret", config.auth.jwtSecret);
   if (typeof adminToken.source === "object") {
     logger.info({ file: adminToken.source.file, generated: adminToken.source.generated }, "admin token read from file (CHAT_ADMIN_TOKEN not set)");
   }
+  return { adminToken: adminToken.value, jwtSecret: jwtSecret.value };
+}
+
+export async function startApi({ config, logger, defaultMetrics }: StartApiOptions): Promise<RunningApi> {
+  const metrics = createApiMetrics({ defaultMetrics: defaultMetrics ?? true });
+  const secrets = credentials(config, logger);
   const auth = createAuthenticator({
-    adminToken: adminToken.value,
-    jwtSecret: jwtSecret.value,
+    ...secrets,
     defaultTokenTtlSeconds: config.auth.defaultTokenTtlSeconds,
     maxTokenTtlSeconds: config.auth.maxTokenTtlSeconds,
   });
-
-  const cassandraStore =
-    config.store.kind === "cassandra"
-      ? await createCassandraStore({ ...config.store.cassandra, client: cassandraClientOptions(config.store.cassandra) })
-      : undefined;
-  const store: ChatStore =
-    cassandraStore ??
-    createSqliteStore({
-          file: path.join(config.dataDir, "chat.sqlite"),
-          onBatch(size, seconds) {
-            metrics.storeBatchSize.observe(size);
-            metrics.storeBatchSeconds.observe(seconds);
-          },
-        });
-  const onHandlerError = (err: unknown, subject: string) => logger.error({ err, subject }, "bus subscriber failed");
-  const busEvents = new EventEmitter();
-  const natsBus: NatsBus | undefined =
-    config.bus.kind === "nats"
-      ? await createNatsBus({
-          servers: config.bus.nats.servers,
-          connection: natsConnectionOptions(config.bus.nats),
-          name: `chat-api-${hostname()}-${process.pid}`,
-          onHandlerError,
-          onDisconnect: () => logger.warn("NATS disconnected; events published meanwhile are buffered by the client"),
-          onReconnect: () => {
-            logger.info("NATS reconnected");
-            busEvents.emit("reconnect");
-          },
-        })
-      : undefined;
-  const bus: Bus = natsBus ?? createLocalBus({ onHandlerError });
+  const { store, cassandra } = await openStore(config, metrics);
+  const { bus, nats, busEvents } = await openBus(config, logger);
   const subjects = createSubjects(config.bus.subjectPrefix);
-  const fastLog: FastLog = natsBus
-    ? await createJetStreamFastLog({
-        connection: natsBus.connection,
-        names: { stream: subjects.fastLogStream, subjectOf: subjects.fastLog, allSubjects: subjects.fastLogAll },
-        store,
-        ...config.bus.nats.fastLog,
-        logger,
-        onRecord: (outcome) => metrics.fastLogRecords.inc({ outcome }),
-      })
-    : createStoreFastLog(store);
-  // On a shared store, node ids (part of every id) are leased so no two live
-  // nodes mint the same ones; a node that loses its lease must stop minting.
-  let ids: IdGenerator | undefined;
-  let lease: NodeLease | undefined;
-  if (cassandraStore) {
-    lease = await claimNodeLease({
-      client: cassandraStore.client,
-      keyspace: cassandraStore.keyspace,
-      owner: `${hostname()}/${process.pid}`,
-      ...(config.nodeId !== undefined && { requested: config.nodeId }),
-      lastIdMs: () => ids?.lastMs() ?? 0,
-      onLost: (err) => {
-        logger.fatal({ err }, "node id lease lost; exiting so that no id can be minted twice");
-        logger.flush();
-        process.exit(1);
-      },
-      logger,
-    });
-    logger.info({ nodeId: lease.nodeId, requested: config.nodeId !== undefined }, "node id leased");
-  }
-  ids = lease
-    ? createIdGenerator({ nodeId: lease.nodeId, notBeforeMs: lease.notBeforeMs })
-    : createIdGenerator({ nodeId: config.nodeId ?? 0 });
-  const deps = {
+  const fastLog = await openFastLog(config, { store, nats, subjects, logger, metrics });
+  const nodeIds = await openNodeIds(config, cassandra, logger);
+
+  const deps: ServiceDeps = {
     store,
-    ids,
+    ids: nodeIds.ids,
     events: createEventPublisher({ bus, subjects, logger, metrics }),
     fastLog,
     auth,
@@ -189,7 +125,7 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
   let stopping: Promise<void> | undefined;
   return {
     server,
-    secrets: { adminToken: adminToken.value, jwtSecret: jwtSecret.value },
+    secrets,
     fanout,
     busEvents,
     eventBackend,
@@ -203,8 +139,7 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
       stopping ??= (async () => {
         await server.close(config.shutdownGraceMs);
         await fastLog.close();
-        const mintedUpTo = ids.lastMs();
-        await lease?.release(mintedUpTo).catch((err: unknown) => logger.warn({ err }, "node id lease release failed"));
+        await nodeIds.release();
         await store.close();
         await bus.close();
       })();

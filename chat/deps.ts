@@ -1,3 +1,4 @@
+/** What the domain services need from the rest of the process, handed in by the composition root (app/api-node.ts). */
 import type { IdGenerator } from "../core/ids.js";
 import type { Logger } from "../core/logger.js";
 import type { ApiMetrics } from "../core/metrics.js";

@@ -1,3 +1,4 @@
+/** The process logger: pino, structured JSON, with credentials redacted. */
 import { pino, type Logger } from "pino";
 
 export type { Logger };

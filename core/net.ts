@@ -1,3 +1,4 @@
+/** Small network helpers for the composition roots and tests. */
 import net from "node:net";
 
 /** A TCP port free on host right now (a later bind may still race with others). */

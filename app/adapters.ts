@@ -1,0 +1,130 @@
+/**
+ * The concrete adapters an API node runs on, chosen from config: the store
+ * (SQLite or Cassandra), the bus (in-process or NATS), the FAST write-behind
+ * log (the store itself, or JetStream) and where node ids come from (config,
+ * or a lease in Cassandra). The one place that names them; everything above
+ * speaks ChatStore, Bus, FastLog and IdGenerator.
+ */
+import { EventEmitter } from "node:events";
+import { hostname } from "node:os";
+import path from "node:path";
+import type { Bus } from "../bus/bus.js";
+import { createLocalBus } from "../bus/local-bus.js";
+import { createNatsBus, type NatsBus } from "../bus/nats-bus.js";
+import { natsConnectionOptions } from "../bus/nats-options.js";
+import type { Subjects } from "../bus/subjects.js";
+import type { Config } from "../core/config.js";
+import { createIdGenerator, type IdGenerator } from "../core/ids.js";
+import type { Logger } from "../core/logger.js";
+import type { ApiMetrics } from "../core/metrics.js";
+import { cassandraClientOptions } from "../store/cassandra/client-options.js";
+import { createCassandraStore, type CassandraChatStore } from "../store/cassandra/cassandra-store.js";
+import { claimNodeLease } from "../store/cassandra/node-lease.js";
+import { createStoreFastLog, type FastLog } from "../store/fast-log.js";
+import { createJetStreamFastLog } from "../store/jetstream/jetstream-fast-log.js";
+import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
+import type { ChatStore } from "../store/store.js";
+
+export interface OpenStore {
+  store: ChatStore;
+  /** Set when the store is Cassandra: node ids are leased in its keyspace. */
+  cassandra: CassandraChatStore | undefined;
+}
+
+export async function openStore(config: Config, metrics: ApiMetrics): Promise<OpenStore> {
+  if (config.store.kind === "cassandra") {
+    const cassandra = await createCassandraStore({ ...config.store.cassandra, client: cassandraClientOptions(config.store.cassandra) });
+    return { store: cassandra, cassandra };
+  }
+  const store = createSqliteStore({
+    file: path.join(config.dataDir, "chat.sqlite"),
+    onBatch(size, seconds) {
+      metrics.storeBatchSize.observe(size);
+      metrics.storeBatchSeconds.observe(seconds);
+    },
+  });
+  return { store, cassandra: undefined };
+}
+
+export interface OpenBus {
+  bus: Bus;
+  /** Set when the bus is NATS: the FAST log runs on its connection. */
+  nats: NatsBus | undefined;
+  /** Emits "reconnect" when the bus came back after losing its connection (events may have been missed). */
+  busEvents: EventEmitter;
+}
+
+export async function openBus(config: Config, logger: Logger): Promise<OpenBus> {
+  const onHandlerError = (err: unknown, subject: string) => logger.error({ err, subject }, "bus subscriber failed");
+  const busEvents = new EventEmitter();
+  if (config.bus.kind !== "nats") return { bus: createLocalBus({ onHandlerError }), nats: undefined, busEvents };
+  const nats = await createNatsBus({
+    servers: config.bus.nats.servers,
+    connection: natsConnectionOptions(config.bus.nats),
+    name: `chat-api-${hostname()}-${process.pid}`,
+    onHandlerError,
+    onDisconnect: () => logger.warn("NATS disconnected; events published meanwhile are buffered by the client"),
+    onReconnect: () => {
+      logger.info("NATS reconnected");
+      busEvents.emit("reconnect");
+    },
+  });
+  return { bus: nats, nats, busEvents };
+}
+
+export interface FastLogDeps {
+  store: ChatStore;
+  nats: NatsBus | undefined;
+  subjects: Subjects;
+  logger: Logger;
+  metrics: ApiMetrics;
+}
+
+/** On NATS, a JetStream stream drained into the store; otherwise the store itself. */
+export async function openFastLog(config: Config, { store, nats, subjects, logger, metrics }: FastLogDeps): Promise<FastLog> {
+  if (!nats) return createStoreFastLog(store);
+  return createJetStreamFastLog({
+    connection: nats.connection,
+    names: { stream: subjects.fastLogStream, subjectOf: subjects.fastLog, allSubjects: subjects.fastLogAll },
+    store,
+    ...config.bus.nats.fastLog,
+    logger,
+    onRecord: (outcome) => metrics.fastLogRecords.inc({ outcome }),
+  });
+}
+
+export interface NodeIds {
+  ids: IdGenerator;
+  /** Gives the node id back at shutdown (with the newest time it minted), if it was leased. */
+  release(): Promise<void>;
+}
+
+/**
+ * On a shared store, node ids (part of every id) are leased so that no two
+ * live nodes mint the same ones; a node that loses its lease must stop
+ * minting, so it exits.
+ */
+export async function openNodeIds(config: Config, cassandra: CassandraChatStore | undefined, logger: Logger): Promise<NodeIds> {
+  if (!cassandra) return { ids: createIdGenerator({ nodeId: config.nodeId ?? 0 }), release: async () => {} };
+  let ids: IdGenerator | undefined;
+  const lease = await claimNodeLease({
+    client: cassandra.client,
+    keyspace: cassandra.keyspace,
+    owner: `${hostname()}/${process.pid}`,
+    ...(config.nodeId !== undefined && { requested: config.nodeId }),
+    lastIdMs: () => ids?.lastMs() ?? 0,
+    onLost: (err) => {
+      logger.fatal({ err }, "node id lease lost; exiting so that no id can be minted twice");
+      logger.flush();
+      process.exit(1);
+    },
+    logger,
+  });
+  logger.info({ nodeId: lease.nodeId, requested: config.nodeId !== undefined }, "node id leased");
+  const leased = createIdGenerator({ nodeId: lease.nodeId, notBeforeMs: lease.notBeforeMs });
+  ids = leased;
+  return {
+    ids: leased,
+    release: () => lease.release(leased.lastMs()).catch((err: unknown) => logger.warn({ err }, "node id lease release failed")),
+  };
+}
