@@ -17,6 +17,7 @@ import type { Config } from "../core/config.js";
 import { createIdGenerator, type IdGenerator } from "../core/ids.js";
 import type { Logger } from "../core/logger.js";
 import type { ApiMetrics } from "../core/metrics.js";
+import { StartupError } from "../core/startup-error.js";
 import { cassandraClientOptions } from "../store/cassandra/client-options.js";
 import { createCassandraStore, type CassandraChatStore } from "../store/cassandra/cassandra-store.js";
 import { claimNodeLease } from "../store/cassandra/node-lease.js";
@@ -33,7 +34,10 @@ export interface OpenStore {
 
 export async function openStore(config: Config, metrics: ApiMetrics): Promise<OpenStore> {
   if (config.store.kind === "cassandra") {
-    const cassandra = await createCassandraStore({ ...config.store.cassandra, client: cassandraClientOptions(config.store.cassandra) });
+    const settings = config.store.cassandra;
+    const cassandra = await createCassandraStore({ ...settings, client: cassandraClientOptions(settings) }).catch((err: unknown) => {
+      throw new StartupError(`cannot open the Cassandra store at ${settings.contactPoints.join(", ")}: ${cassandraFailure(err)}`, { cause: err });
+    });
     return { store: cassandra, cassandra };
   }
   const store = createSqliteStore({
@@ -44,6 +48,15 @@ export async function openStore(config: Config, metrics: ApiMetrics): Promise<Op
     },
   });
   return { store, cassandra: undefined };
+}
+
+/** The driver's error in one line: a NoHostAvailableError carries one error per host tried. */
+function cassandraFailure(err: unknown): string {
+  const inner = (err as { innerErrors?: Record<string, Error> }).innerErrors;
+  if (!inner || Object.keys(inner).length === 0) return (err as Error).message;
+  return Object.entries(inner)
+    .map(([host, e]) => `${host}: ${e.message}`)
+    .join("; ");
 }
 
 export interface OpenBus {
@@ -58,7 +71,7 @@ export async function openBus(config: Config, logger: Logger): Promise<OpenBus> 
   const onHandlerError = (err: unknown, subject: string) => logger.error({ err, subject }, "bus subscriber failed");
   const busEvents = new EventEmitter();
   if (config.bus.kind !== "nats") return { bus: createLocalBus({ onHandlerError }), nats: undefined, busEvents };
-  const nats = await createNatsBus({
+  const nats = await connectNats(config, () => createNatsBus({
     servers: config.bus.nats.servers,
     connection: natsConnectionOptions(config.bus.nats),
     name: `chat-api-${hostname()}-${process.pid}`,
@@ -68,8 +81,15 @@ export async function openBus(config: Config, logger: Logger): Promise<OpenBus> 
       logger.info("NATS reconnected");
       busEvents.emit("reconnect");
     },
-  });
+  }));
   return { bus: nats, nats, busEvents };
+}
+
+/** Opens a NATS connection, or fails the start with where it tried. */
+export function connectNats<T>(config: Config, connect: () => Promise<T>): Promise<T> {
+  return connect().catch((err: unknown) => {
+    throw new StartupError(`cannot connect to NATS at ${config.bus.nats.servers.join(", ")}: ${(err as Error).message}`, { cause: err });
+  });
 }
 
 export interface FastLogDeps {
@@ -83,13 +103,15 @@ export interface FastLogDeps {
 /** On NATS, a JetStream stream drained into the store; otherwise the store itself. */
 export async function openFastLog(config: Config, { store, nats, subjects, logger, metrics }: FastLogDeps): Promise<FastLog> {
   if (!nats) return createStoreFastLog(store);
-  return createJetStreamFastLog({
+  return await createJetStreamFastLog({
     connection: nats.connection,
     names: { stream: subjects.fastLogStream, subjectOf: subjects.fastLog, allSubjects: subjects.fastLogAll },
     store,
     ...config.bus.nats.fastLog,
     logger,
     onRecord: (outcome) => metrics.fastLogRecords.inc({ outcome }),
+  }).catch((err: unknown) => {
+    throw new StartupError(`cannot open the FAST channels' JetStream log: ${(err as Error).message}`, { cause: err });
   });
 }
 

@@ -17,6 +17,7 @@ import { createUserService } from "../chat/users.js";
 import type { Config } from "../core/config.js";
 import type { Logger } from "../core/logger.js";
 import { createApiMetrics, type ApiMetrics } from "../core/metrics.js";
+import { ensureWritableDataDir } from "../core/data-dir.js";
 import { resolveSecret } from "../core/secrets.js";
 import { file_chat_v1_event } from "../gen/chat/v1/event_pb.js";
 import { createLocalEventBackend, type EventBackend } from "../realtime/event-backend.js";
@@ -64,6 +65,7 @@ function credentials(config: Config, logger: Logger) {
 
 export async function startApi({ config, logger, defaultMetrics }: StartApiOptions): Promise<RunningApi> {
   const metrics = createApiMetrics({ defaultMetrics: defaultMetrics ?? true });
+  if (config.store.kind === "sqlite" || !config.auth.adminToken || !config.auth.jwtSecret) ensureWritableDataDir(config.dataDir);
   const secrets = credentials(config, logger);
   const auth = createAuthenticator({
     ...secrets,

@@ -18,6 +18,7 @@ import type { Config } from "../core/config.js";
 import type { Logger } from "../core/logger.js";
 import { createApiMetrics, createGatewayMetrics } from "../core/metrics.js";
 import { startGateway, type Gateway } from "../gateway/gateway.js";
+import { connectNats } from "./adapters.js";
 import { createRemoteApi } from "../realtime/remote-api.js";
 
 /** What a forked worker receives from the main process before it starts. */
@@ -119,7 +120,7 @@ export async function startStandaloneGateway(config: Config, logger: Logger): Pr
     throw new Error("a standalone gateway needs CHAT_BUS=nats, CHAT_API_URL, CHAT_ADMIN_TOKEN and CHAT_JWT_SECRET");
   }
   let gateway: Gateway | undefined;
-  const bus = await createNatsBus({
+  const bus = await connectNats(config, () => createNatsBus({
     servers: config.bus.nats.servers,
     connection: natsConnectionOptions(config.bus.nats),
     name: `chat-gateway-${process.pid}`,
@@ -129,7 +130,7 @@ export async function startStandaloneGateway(config: Config, logger: Logger): Pr
       logger.info("NATS reconnected");
       gateway?.resyncAll();
     },
-  });
+  }));
   const fanout = createFanout(bus, createSubjects(config.bus.subjectPrefix), {
     onListenerError: (err) => logger.error({ err }, "event listener failed"),
   });

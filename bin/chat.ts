@@ -12,11 +12,11 @@ import { startGatewayWorkers } from "../app/gateway-workers.js";
 import { startChatNode } from "../app/single-node.js";
 import { ConfigError, loadConfig, type Config } from "../core/config.js";
 import { createLogger, type Logger } from "../core/logger.js";
-import { exitOnUncaught, stopOnSignals } from "./lifecycle.js";
+import { exitOnUncaught, exitStartupFailed, stopOnSignals } from "./lifecycle.js";
 
-function configOrExit(): Config {
+function configOrExit(warnings: string[]): Config {
   try {
-    return loadConfig();
+    return loadConfig({ onWarning: (message) => warnings.push(message) });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`${err.message}\n`);
@@ -60,10 +60,17 @@ async function startRole(config: Config, logger: Logger): Promise<() => Promise<
 }
 
 async function main(): Promise<void> {
-  const config = configOrExit();
+  const warnings: string[] = [];
+  const config = configOrExit(warnings);
   const logger = createLogger(config.logLevel, { role: config.role, node: config.nodeId });
+  for (const message of warnings) logger.warn(message);
   exitOnUncaught(logger);
-  const stop = await startRole(config, logger);
+  let stop: () => Promise<void>;
+  try {
+    stop = await startRole(config, logger);
+  } catch (err) {
+    exitStartupFailed(logger, err);
+  }
   stopOnSignals(logger, stop, { graceMs: config.shutdownGraceMs });
 }
 

@@ -5,7 +5,7 @@
  */
 import { startGatewayWorker, type WorkerInit } from "../app/gateway-process.js";
 import { createLogger } from "../core/logger.js";
-import { exitOnUncaught, stopOnSignals } from "./lifecycle.js";
+import { exitOnUncaught, exitStartupFailed, stopOnSignals } from "./lifecycle.js";
 
 if (!process.send) {
   process.stderr.write("bin/gateway-worker.js is started by the chat program (CHAT_GATEWAY_WORKERS), not by hand\n");
@@ -28,7 +28,5 @@ try {
   // Without its parent a worker has no bus: stop rather than serve stale sockets.
   process.on("disconnect", () => stop("parent gone"));
 } catch (err) {
-  logger.fatal({ err }, "gateway worker failed to start");
-  logger.flush();
-  process.exit(1);
+  exitStartupFailed(logger, err);
 }

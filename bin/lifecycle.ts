@@ -4,6 +4,7 @@
  * SIGTERM or SIGINT stops it gracefully, a second signal at once.
  */
 import type { Logger } from "../core/logger.js";
+import { StartupError } from "../core/startup-error.js";
 
 export function exitOnUncaught(logger: Logger): void {
   const die = (kind: string) => (err: unknown) => {
@@ -13,6 +14,17 @@ export function exitOnUncaught(logger: Logger): void {
   };
   process.on("uncaughtException", die("uncaught exception"));
   process.on("unhandledRejection", die("unhandled promise rejection"));
+}
+
+/**
+ * A start that failed: one log line and exit 1. A StartupError says all an
+ * operator needs (what, where, why); anything else is a bug and keeps its stack.
+ */
+export function exitStartupFailed(logger: Logger, err: unknown): never {
+  if (err instanceof StartupError) logger.fatal(`start-up failed: ${err.message}`);
+  else logger.fatal({ err }, "start-up failed");
+  logger.flush();
+  process.exit(1);
 }
 
 /**

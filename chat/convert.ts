@@ -14,6 +14,7 @@ import {
 import { MessageSchema, type Message } from "../gen/chat/v1/message_pb.js";
 import { UserSchema, type User } from "../gen/chat/v1/user_pb.js";
 import { timestampOfId } from "../core/ids.js";
+import type { Principal } from "./auth.js";
 import type {
   ChannelRecord,
   ChannelVisibility,
@@ -25,8 +26,10 @@ import type {
 
 export const ts = (ms: number): Timestamp => timestampFromMs(ms);
 
-export function userToProto(u: UserRecord): User {
-  return create(UserSchema, { id: u.id, name: u.name, email: u.email, createdAt: ts(u.createdAt) });
+/** A user as `viewer` may see them: the email only for the admin and for the user themself. */
+export function userToProto(u: UserRecord, viewer: Principal): User {
+  const email = viewer.kind === "admin" || viewer.userId === u.id ? u.email : "";
+  return create(UserSchema, { id: u.id, name: u.name, email, createdAt: ts(u.createdAt) });
 }
 
 const deliveryToProto: Record<DeliveryKind, DeliveryMode> = {

@@ -1,4 +1,8 @@
-/** UserService: accounts and tokens. */
+/**
+ * UserService: accounts and tokens, and the workspace's directory: every
+ * user's name is visible to everyone in the workspace, a user's email only to
+ * the admin and to the user themself.
+ */
 import { create } from "@bufbuild/protobuf";
 import {
   CreateUserResponseSchema,
@@ -34,7 +38,7 @@ export function createUserService(deps: ServiceDeps): UserService {
   const { store, ids, auth, now } = deps;
 
   return {
-    async createUser(_caller, req) {
+    async createUser(caller, req) {
       const name = requireName("name", req.name, 80);
       const email = requireEmail("email", req.email);
       const user = { id: ids.next(), name, email, createdAt: now() };
@@ -46,7 +50,7 @@ export function createUserService(deps: ServiceDeps): UserService {
         }
         throw err;
       }
-      return create(CreateUserResponseSchema, { user: userToProto(user) });
+      return create(CreateUserResponseSchema, { user: userToProto(user, caller) });
     },
 
     async issueToken(_caller, req) {
@@ -59,18 +63,18 @@ export function createUserService(deps: ServiceDeps): UserService {
       return create(IssueTokenResponseSchema, { token, expiresAt: ts(expiresAt) });
     },
 
-    async getUser(_caller, req) {
+    async getUser(caller, req) {
       const userId = requireId("user_id", req.userId);
       const user = await store.getUser(userId);
       if (!user) throw notFound(`user ${userId}`);
-      return create(GetUserResponseSchema, { user: userToProto(user) });
+      return create(GetUserResponseSchema, { user: userToProto(user, caller) });
     },
 
-    async listUsers(_caller, req) {
+    async listUsers(caller, req) {
       const limit = pageSize("page_size", req.pageSize, 50, 200);
       const after = decodePageToken("page_token", "users", req.pageToken);
       const { page, nextPageToken } = paginate(await store.listUsers(after, limit + 1), limit, "users", (u) => u.id);
-      return create(ListUsersResponseSchema, { users: page.map(userToProto), nextPageToken });
+      return create(ListUsersResponseSchema, { users: page.map((u) => userToProto(u, caller)), nextPageToken });
     },
   };
 }

@@ -11,6 +11,7 @@
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { closest } from "fastest-levenshtein";
 import { z } from "zod";
 import { MAX_NODE_ID } from "./ids.js";
 
@@ -39,9 +40,12 @@ export interface Address {
 interface Setting<S extends z.ZodType = z.ZodType> {
   readonly variable: string;
   readonly schema: S;
+  /** A credential: its value is never repeated in an error. */
+  readonly secret: boolean;
 }
 
-const setting = <S extends z.ZodType>(variable: string, schema: S): Setting<S> => ({ variable, schema });
+const setting = <S extends z.ZodType>(variable: string, schema: S): Setting<S> => ({ variable, schema, secret: false });
+const secret = <S extends z.ZodType>(variable: string, schema: S): Setting<S> => ({ variable, schema, secret: true });
 
 const integer = (min: number, max: number) =>
   z
@@ -93,9 +97,9 @@ const declared = {
   },
   auth: {
     /** Bearer value of the admin credential; generated into dataDir when absent. */
-    adminToken: setting("CHAT_ADMIN_TOKEN", z.string().min(16, "must be at least 16 characters").optional()),
+    adminToken: secret("CHAT_ADMIN_TOKEN", z.string().min(16, "must be at least 16 characters").optional()),
     /** HMAC key for user tokens; generated into dataDir when absent. */
-    jwtSecret: setting("CHAT_JWT_SECRET", z.string().min(32, "must be at least 32 characters").optional()),
+    jwtSecret: secret("CHAT_JWT_SECRET", z.string().min(32, "must be at least 32 characters").optional()),
     defaultTokenTtlSeconds: setting("CHAT_TOKEN_DEFAULT_TTL_SECONDS", integer(60, 366 * 86400).default(86400)),
     maxTokenTtlSeconds: setting("CHAT_TOKEN_MAX_TTL_SECONDS", integer(60, 366 * 86400).default(30 * 86400)),
   },
@@ -155,7 +159,7 @@ const declared = {
       /** Consistency of the Paxos phase of lightweight transactions. */
       serialConsistency: setting("CHAT_CASSANDRA_SERIAL_CONSISTENCY", oneOf(SERIAL_CONSISTENCIES, "localSerial or serial").default("localSerial")),
       username: setting("CHAT_CASSANDRA_USERNAME", nonEmpty.optional()),
-      password: setting("CHAT_CASSANDRA_PASSWORD", nonEmpty.optional()),
+      password: secret("CHAT_CASSANDRA_PASSWORD", nonEmpty.optional()),
       /** PEM file of the CA that signed the nodes' certificates; set: connect with TLS. */
       tlsCaFile: setting("CHAT_CASSANDRA_TLS_CA_FILE", nonEmpty.optional()),
       requestTimeoutMs: setting("CHAT_CASSANDRA_REQUEST_TIMEOUT_MS", integer(100, 600_000).default(12_000)),
@@ -178,9 +182,9 @@ const declared = {
           .default(["nats://127.0.0.1:4222"]),
       ),
       /** Credentials: a token, or a user and password, or a .creds file (NKey + JWT). */
-      token: setting("CHAT_NATS_TOKEN", nonEmpty.optional()),
+      token: secret("CHAT_NATS_TOKEN", nonEmpty.optional()),
       user: setting("CHAT_NATS_USER", nonEmpty.optional()),
-      password: setting("CHAT_NATS_PASSWORD", nonEmpty.optional()),
+      password: secret("CHAT_NATS_PASSWORD", nonEmpty.optional()),
       credsFile: setting("CHAT_NATS_CREDS_FILE", nonEmpty.optional()),
       /** PEM file of the CA that signed the servers' certificates; set: require TLS. */
       tlsCaFile: setting("CHAT_NATS_TLS_CA_FILE", nonEmpty.optional()),
@@ -276,6 +280,9 @@ const SETTINGS = settingsOf(declared);
 
 /** The environment variables this program reads, for documentation and tests. */
 export const CONFIG_VARIABLES = SETTINGS.map((s) => s.variable);
+const KNOWN = new Set(CONFIG_VARIABLES);
+/** CHAT_ variables of the test suite, the benchmarks and their harness, not of the program. */
+const IGNORED_PREFIXES = ["CHAT_TEST_", "CHAT_BENCH_", "CHAT_TARGET_", "CHAT_CASSANDRA_CACHE", "CHAT_CONFORMANCE_CACHE"];
 
 /** Thrown by loadConfig; the message lists every bad setting by name. */
 export class ConfigError extends Error {
@@ -288,6 +295,11 @@ export class ConfigError extends Error {
 export interface LoadConfigOptions {
   env?: NodeJS.ProcessEnv;
   argv?: string[];
+  /**
+   * Told of what is suspicious but not wrong, such as a CHAT_ variable this
+   * program does not know (a misspelling would otherwise pass unnoticed).
+   */
+  onWarning?: (message: string) => void;
 }
 
 const SKIP = Symbol("a setting this rule reads is bad");
@@ -304,6 +316,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     problems.push(`command line: ${(err as Error).message}`);
   }
   for (const [variable, why] of Object.entries(REFUSED)) if (env[variable] !== undefined) problems.push(`${variable}: ${why}`);
+  for (const variable of Object.keys(env)) {
+    if (!variable.startsWith("CHAT_") || KNOWN.has(variable) || IGNORED_PREFIXES.some((p) => variable.startsWith(p))) continue;
+    options.onWarning?.(`${variable} is not a setting of this program (did you mean ${closest(variable, CONFIG_VARIABLES)}?); it is ignored`);
+  }
 
   const values = new Map<Setting, unknown>();
   for (const s of SETTINGS) {
@@ -317,7 +333,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     }
     const source = fromFlag ? "--role" : s.variable;
     for (const issue of parsed.error.issues) {
-      problems.push(`${source}: ${issue.message}${text === undefined ? "" : ` (got ${JSON.stringify(text)})`}`);
+      problems.push(`${source}: ${issue.message}${text === undefined || s.secret ? "" : ` (got ${JSON.stringify(text)})`}`);
     }
   }
 

@@ -4,8 +4,9 @@
  * restarts, and never logged.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { ensureDir } from "./data-dir.js";
 
 export interface ResolvedSecret {
   value: string;
@@ -17,7 +18,7 @@ export function resolveSecret(dataDir: string, name: string, provided: string | 
   if (provided !== undefined) return { value: provided, source: "environment" };
   const dir = path.join(dataDir, "secrets");
   const file = path.join(dir, name);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensureDir(dir, 0o700);
   try {
     // "wx": two processes starting at once on one folder agree on one value.
     writeFileSync(file, randomBytes(32).toString("base64url") + "\n", { flag: "wx", mode: 0o600 });

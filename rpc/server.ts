@@ -16,6 +16,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import { setMaxListeners } from "node:events";
 import type { Logger } from "../core/logger.js";
+import { listenError } from "../core/startup-error.js";
 import type { ApiMetrics } from "../core/metrics.js";
 import type { DescFile } from "@bufbuild/protobuf";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
@@ -176,9 +177,10 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   });
 
   await new Promise<void>((resolve, reject) => {
-    tcp.once("error", reject);
+    const onError = (err: Error) => reject(listenError("the API", options.host, options.port, err));
+    tcp.once("error", onError);
     tcp.listen(options.port, options.host, () => {
-      tcp.off("error", reject);
+      tcp.off("error", onError);
       resolve();
     });
   });

@@ -63,15 +63,17 @@ export async function startChatProcess(
   return { child, url, gatewayUrls, logs, stderr: () => stderr, exited };
 }
 
-/** Runs the program to completion and returns its exit code and output. */
-export function runChat(env: Record<string, string>, args: string[] = []): Promise<{ code: number | null; stderr: string }> {
+/** Runs the program to completion and returns its exit code and output (stdout holds the log). */
+export function runChat(env: Record<string, string>, args: string[] = []): Promise<{ code: number | null; stderr: string; stdout: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CHAT_BIN, ...args], {
       env: { PATH: process.env.PATH, ...env },
-      stdio: ["ignore", "ignore", "pipe"],
+      stdio: ["ignore", "pipe", "pipe"],
     });
     let stderr = "";
+    let stdout = "";
+    child.stdout!.on("data", (d) => (stdout += d));
     child.stderr!.on("data", (d) => (stderr += d));
-    child.once("exit", (code) => resolve({ code, stderr }));
+    child.once("exit", (code) => resolve({ code, stderr, stdout }));
   });
 }

@@ -9,7 +9,6 @@
  * possible on one disk. Other writes are rare and commit on their own.
  */
 import Database from "better-sqlite3";
-import { mkdirSync } from "node:fs";
 import path from "node:path";
 import {
   AlreadyExistsError,
@@ -24,6 +23,7 @@ import {
   type MessageRecord,
   type UserRecord,
 } from "../store.js";
+import { ensureDir } from "../../core/data-dir.js";
 import { MAX_ID } from "../../core/ids.js";
 import { MIGRATIONS } from "./migrations.js";
 import { BACKSTOP_AUTOCHECKPOINT_PAGES, CHECKPOINT_INTERVAL_MS, startCheckpointer, type Checkpointer } from "./checkpointer.js";
@@ -53,7 +53,7 @@ export class SchemaTooNewError extends Error {
 }
 
 export function createSqliteStore(options: SqliteStoreOptions): ChatStore {
-  if (options.file !== ":memory:") mkdirSync(path.dirname(options.file), { recursive: true });
+  if (options.file !== ":memory:") ensureDir(path.dirname(options.file));
   const db = new Database(options.file);
   db.defaultSafeIntegers(true);
   db.pragma("journal_mode = WAL");

@@ -4,6 +4,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import net from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { ChannelService } from "../../gen/chat/v1/channel_pb.js";
 import { MessageOrder, MessageService } from "../../gen/chat/v1/message_pb.js";
@@ -49,6 +50,35 @@ describe("the chat program", () => {
     const { code, stderr } = await runChat({ CHAT_DATA_DIR: dataDir, CHAT_ADMIN_TOKEN: ADMIN, CHAT_API_PORT: "0", CHAT_GATEWAY_PORT: "0", UWS_USE_FALLBACK: "1" });
     expect(code).toBe(2);
     expect(stderr).toMatch(/UWS_USE_FALLBACK: makes uWebSockets.js run its slow pure-JS fallback/);
+  });
+
+  it("ends every start-up failure with one clear log line and exit 1 within seconds", async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", r));
+    const taken = String((blocker.address() as net.AddressInfo).port);
+    try {
+      const cases: Array<[Record<string, string>, RegExp]> = [
+        [{ CHAT_DATA_DIR: "/proc/chat-data" }, /start-up failed: cannot create the data folder \(CHAT_DATA_DIR\) \/proc\/chat-data/],
+        [{ CHAT_DATA_DIR: dataDir, CHAT_API_PORT: taken }, new RegExp(`start-up failed: the API could not listen on 127.0.0.1:${taken}: the address is already in use`)],
+        [{ CHAT_DATA_DIR: dataDir, CHAT_API_PORT: "0", CHAT_GATEWAY_PORT: taken }, new RegExp(`start-up failed: the gateway could not listen on 127.0.0.1:${taken}`)],
+        [{ CHAT_DATA_DIR: dataDir, CHAT_STORE: "cassandra", CHAT_CASSANDRA_CONTACT_POINTS: "127.0.0.1:1" }, /start-up failed: cannot open the Cassandra store at 127.0.0.1:1: .*ECONNREFUSED/],
+        [{ CHAT_DATA_DIR: dataDir, CHAT_BUS: "nats", CHAT_NATS_URL: "nats://127.0.0.1:1" }, /start-up failed: cannot connect to NATS at nats:\/\/127.0.0.1:1/],
+      ];
+      for (const [env, expected] of cases) {
+        const started = Date.now();
+        const { code, stdout, stderr } = await runChat({ CHAT_ADMIN_TOKEN: ADMIN, ...env });
+        expect(code, `${JSON.stringify(env)}: ${stdout}${stderr}`).toBe(1);
+        expect(Date.now() - started).toBeLessThan(8_000);
+        expect(stderr).toBe("");
+        const fatal = stdout.split("\n").filter((line) => line.includes('"level":60'));
+        expect(fatal, stdout).toHaveLength(1);
+        const line = JSON.parse(fatal[0]!) as { msg: string; err?: unknown };
+        expect(line.msg).toMatch(expected);
+        expect(line.err).toBeUndefined();
+      }
+    } finally {
+      blocker.close();
+    }
   });
 
   it("runs the API and the gateway together in one process", async () => {

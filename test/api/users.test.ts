@@ -67,6 +67,32 @@ describe("UserService", () => {
     await expectCode(t.admin.users.listUsers({ pageToken: "garbage!" }), Code.InvalidArgument, /^page_token: /);
   });
 
+  it.each<Protocol>(["connect-json", "connect-binary", "grpc", "grpc-web"])(
+    "shows every name to the workspace, and an email only to the admin and its owner, over %s",
+    async (protocol) => {
+      const ada = await t.newUser();
+      const bob = await t.newUser();
+      const asAda = t.clients(ada.token, protocol).users;
+      const adaEmail = (await t.admin.users.getUser({ userId: ada.id })).user!.email;
+      expect(adaEmail).toMatch(/@/);
+      expect((await asAda.getUser({ userId: ada.id })).user!.email).toBe(adaEmail);
+      const bobSeenByAda = (await asAda.getUser({ userId: bob.id })).user!;
+      expect(bobSeenByAda.name).not.toBe("");
+      expect(bobSeenByAda.email).toBe("");
+      const everyone = [];
+      let pageToken = "";
+      do {
+        const page = await asAda.listUsers({ pageSize: 200, pageToken });
+        everyone.push(...page.users);
+        pageToken = page.nextPageToken;
+      } while (pageToken !== "");
+      expect(everyone.find((u) => u.id === bob.id)?.name).toBe(bobSeenByAda.name);
+      expect(everyone.filter((u) => u.email !== "").map((u) => u.id)).toEqual([ada.id]);
+      const adminView = await t.clients("test-admin-token-0123456789", protocol).users.listUsers({ pageSize: 200 });
+      expect(adminView.users.every((u) => u.email !== "")).toBe(true);
+    },
+  );
+
   it("answers NOT_FOUND for unknown users", async () => {
     const u = await t.newUser();
     await expectCode(u.users.getUser({ userId: 999n }), Code.NotFound);

@@ -139,6 +139,32 @@ describe("config", () => {
     expect([...documented].sort()).toEqual([...CONFIG_VARIABLES].sort());
   });
 
+  it("never repeats a secret's value in an error", () => {
+    const env = {
+      CHAT_ADMIN_TOKEN: "short-admin",
+      CHAT_JWT_SECRET: "short-jwt",
+      CHAT_NATS_TOKEN: "",
+      CHAT_NATS_USER: "u",
+      CHAT_NATS_PASSWORD: "",
+      CHAT_CASSANDRA_USERNAME: "c",
+    };
+    try {
+      loadConfig({ env, argv: [] });
+      expect.unreachable();
+    } catch (err) {
+      const message = (err as Error).message;
+      expect(message).toMatch(/CHAT_ADMIN_TOKEN: must be at least 16 characters$/m);
+      expect(message).toMatch(/CHAT_JWT_SECRET: must be at least 32 characters$/m);
+      expect(message).not.toMatch(/short-admin|short-jwt/);
+    }
+  });
+
+  it("warns of an unknown CHAT_ variable with the nearest known name, and ignores the suite's own", () => {
+    const warnings: string[] = [];
+    loadConfig({ env: { CHAT_API_PROT: "9000", CHAT_TEST_NATS_URL: "nats://x:1", PATH: "/bin" }, argv: [], onWarning: (w) => warnings.push(w) });
+    expect(warnings).toEqual(["CHAT_API_PROT is not a setting of this program (did you mean CHAT_API_PORT?); it is ignored"]);
+  });
+
   it("treats empty variables as unset", () => {
     expect(loadConfig({ env: { CHAT_API_PORT: "" }, argv: [] }).api.port).toBe(8080);
   });

@@ -35,7 +35,9 @@ export type User = Message<"chat.v1.User"> & {
   name: string;
 
   /**
-   * Email address, unique across users, stored lower-cased.
+   * Email address, unique across users, stored lower-cased. Private: set
+   * only for the admin credential and for the user themself, empty for
+   * everyone else (names are the workspace's directory, emails are not).
    *
    * @generated from field: string email = 3;
    */
@@ -263,7 +265,9 @@ export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE_
 /**
  * Users and their credentials. CreateUser and IssueToken need the admin
  * credential (the bearer value CHAT_ADMIN_TOKEN); GetUser and ListUsers take
- * either a user token or the admin credential.
+ * either a user token or the admin credential. Everyone in the workspace
+ * sees every user's name; only the admin and the user themself see the
+ * user's email.
  *
  * @generated from service chat.v1.UserService
  */
