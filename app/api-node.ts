@@ -12,6 +12,7 @@ import { createChannelAccess, MEMBER_CHECK_TTL_MS, SOLE_WRITER_MEMBER_CHECK_TTL_
 import { createChannelService } from "../chat/channels/channel-service.js";
 import type { ServiceDeps } from "../chat/deps.js";
 import { createEventPublisher } from "../chat/events.js";
+import { createKnownUsers } from "../chat/known-users.js";
 import { createMessageService } from "../chat/messages/message-service.js";
 import { createUserService } from "../chat/users.js";
 import type { Config } from "../core/config.js";
@@ -100,7 +101,8 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
   const fanout = createFanout(bus, subjects, {
     onListenerError: (err) => logger.error({ err }, "event listener failed"),
   });
-  const eventBackend = createLocalEventBackend(handlers.channels, handlers.messages);
+  const knownUsers = createKnownUsers(store);
+  const eventBackend = createLocalEventBackend(handlers.channels, handlers.messages, knownUsers);
   const server = await startRpcServer({
     host: config.api.host,
     port: config.api.port,
@@ -120,6 +122,7 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
       });
     },
     auth,
+    knownUsers,
     metrics,
     logger,
   });

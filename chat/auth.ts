@@ -9,6 +9,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { createSigner, createVerifier } from "fast-jwt";
 import { LRUCache } from "lru-cache";
 import { hash, timingSafeEqual } from "node:crypto";
+import { MAX_ID } from "../core/ids.js";
 
 export type Principal =
   | { kind: "admin" }
@@ -74,7 +75,8 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
       throw new ConnectError("invalid token", Code.Unauthenticated, undefined, undefined, err);
     }
     const subject = payload.sub;
-    if (typeof subject !== "string" || !/^\d{1,20}$/.test(subject)) {
+    // Canonical decimal (no leading zeros) within the id range: anything else names no user.
+    if (typeof subject !== "string" || !/^[1-9]\d{0,18}$/.test(subject) || BigInt(subject) > MAX_ID) {
       throw new ConnectError("invalid token: bad subject", Code.Unauthenticated);
     }
     if (typeof payload.exp !== "number") throw new ConnectError("invalid token: bad exp", Code.Unauthenticated);

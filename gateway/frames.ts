@@ -102,6 +102,11 @@ export function createFrameHandler(options: FrameHandlerOptions): FrameHandler {
           }),
         );
       const startup = c.session.start(hello, c.holdUntil !== 0).catch((err: unknown) => {
+        if (toConnectError(err).code === Code.Unauthenticated) {
+          logger.debug({ session: c.id, user: String(c.user.userId) }, "socket of an unknown user closed");
+          c.close(DISCONNECT.unauthenticated);
+          return;
+        }
         logger.error({ err, session: c.id }, "session start failed");
         c.close(DISCONNECT.startFailed);
       });

@@ -86,6 +86,15 @@ export const DISCONNECT = {
     advice: "get a new token, reconnect, resume",
     streamCode: Code.Unauthenticated,
   },
+  unauthenticated: {
+    code: 4003,
+    reason: "token not accepted",
+    metric: "unauthenticated",
+    reconnect: false,
+    why: "the token is valid but names no user (never created, or gone)",
+    advice: "get a token of an existing user",
+    streamCode: Code.Unauthenticated,
+  },
   tooSlow: {
     code: 4008,
     reason: "too slow: reconnect and resume",

@@ -7,6 +7,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { UserPrincipal } from "../chat/auth.js";
 import type { ChannelService } from "../chat/channels/channel-service.js";
+import type { KnownUsers } from "../chat/known-users.js";
 import { MAX_PAGE } from "../chat/messages/history.js";
 import type { MessageService } from "../chat/messages/message-service.js";
 import {
@@ -90,10 +91,17 @@ export function createEventBackend(api: ReadApi): EventBackend {
   };
 }
 
-/** In the API's own process: the domain services, called directly. */
-export function createLocalEventBackend(channels: ChannelService, messages: MessageService): EventBackend {
+/**
+ * In the API's own process: the domain services, called directly. A
+ * session's first read proves its user exists, as the RPC interceptor does
+ * for a gateway in another process.
+ */
+export function createLocalEventBackend(channels: ChannelService, messages: MessageService, knownUsers: KnownUsers): EventBackend {
   return createEventBackend({
-    listMyChannels: (user, req) => channels.listMyChannels(user, req),
+    listMyChannels: async (user, req) => {
+      await knownUsers.require(user.userId);
+      return channels.listMyChannels(user, req);
+    },
     getChannel: (user, req) => channels.getChannel(user, req),
     listMessages: async (user, req) => (await messages.listMessages(user, req)).response,
   });

@@ -7,6 +7,8 @@ import { Code, ConnectError, createContextKey, type Interceptor } from "@connect
 import type { Logger } from "../core/logger.js";
 import type { ApiMetrics } from "../core/metrics.js";
 import { ON_BEHALF_OF_HEADER, type Authenticator, type Principal } from "../chat/auth.js";
+import type { KnownUsers } from "../chat/known-users.js";
+import { MAX_ID } from "../core/ids.js";
 import { toConnectError } from "../chat/errors.js";
 
 /** Where the authentication interceptor leaves the caller for handlers. */
@@ -26,7 +28,11 @@ export function policyOf(policies: Record<string, AccessPolicy>, service: string
   return policies[`${service}/${method}`] ?? policies[service] ?? SERVER_POLICIES[service] ?? "user";
 }
 
-export function createAuthInterceptor(auth: Authenticator, policies: Record<string, AccessPolicy>): Interceptor {
+/**
+ * Authenticates by the method's policy. With knownUsers, a user principal
+ * (from a token, or named by a gateway acting for it) must also exist.
+ */
+export function createAuthInterceptor(auth: Authenticator, policies: Record<string, AccessPolicy>, knownUsers?: KnownUsers): Interceptor {
   return (next) => async (req) => {
     const policy = policyOf(policies, req.service.typeName, req.method.name);
     if (policy !== "public") {
@@ -37,7 +43,9 @@ export function createAuthInterceptor(auth: Authenticator, policies: Record<stri
         if (principal.kind !== "admin") {
           throw new ConnectError(`${ON_BEHALF_OF_HEADER} needs the admin credential`, Code.PermissionDenied);
         }
-        if (!/^\d{1,19}$/.test(onBehalfOf)) throw new ConnectError(`${ON_BEHALF_OF_HEADER}: not a user id`, Code.InvalidArgument);
+        if (!/^[1-9]\d{0,18}$/.test(onBehalfOf) || BigInt(onBehalfOf) > MAX_ID) {
+          throw new ConnectError(`${ON_BEHALF_OF_HEADER}: not a user id`, Code.InvalidArgument);
+        }
         principal = { kind: "user", userId: BigInt(onBehalfOf) };
       }
       if (policy === "admin" && principal.kind !== "admin") {
@@ -46,6 +54,7 @@ export function createAuthInterceptor(auth: Authenticator, policies: Record<stri
       if (policy === "user" && principal.kind !== "user") {
         throw new ConnectError("this method needs a user token", Code.PermissionDenied);
       }
+      if (principal.kind === "user") await knownUsers?.require(principal.userId);
       req.contextValues.set(principalKey, principal);
     }
     return next(req);

@@ -21,6 +21,7 @@ import type { ApiMetrics } from "../core/metrics.js";
 import type { DescFile } from "@bufbuild/protobuf";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import type { Authenticator } from "../chat/auth.js";
+import type { KnownUsers } from "../chat/known-users.js";
 import { registerHealth, type HealthState } from "./health.js";
 import { createCors } from "./cors.js";
 import { createAuthInterceptor, createObservabilityInterceptor, type AccessPolicy } from "./interceptors.js";
@@ -42,6 +43,8 @@ export interface RpcServerOptions {
   /** Files that reflection describes beyond the services' own (message types used in streams, say). */
   reflectionFiles?: DescFile[];
   auth: Authenticator;
+  /** When given, a user principal must also exist (tokens of unknown users are UNAUTHENTICATED). */
+  knownUsers?: KnownUsers;
   metrics: Pick<ApiMetrics, "registry" | "rpcDuration" | "rpcRequests">;
   logger: Logger;
 }
@@ -75,7 +78,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     // Binary clients keep protobuf's forward compatibility: unknown fields are skipped.
     jsonOptions: { ignoreUnknownFields: false },
     shutdownSignal: shutdown.signal,
-    interceptors: [createObservabilityInterceptor(metrics, logger), createAuthInterceptor(options.auth, options.policies)],
+    interceptors: [createObservabilityInterceptor(metrics, logger), createAuthInterceptor(options.auth, options.policies, options.knownUsers)],
     routes(router) {
       options.routes(router);
       health = registerHealth(router, services);
