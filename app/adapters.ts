@@ -24,7 +24,7 @@ import { claimNodeLease } from "../store/cassandra/node-lease.js";
 import { createStoreFastLog, type FastLog } from "../store/fast-log.js";
 import { createJetStreamFastLog } from "../store/jetstream/jetstream-fast-log.js";
 import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
-import type { ChatStore } from "../store/store.js";
+import { StoreUnavailableError, type ChatStore } from "../store/store.js";
 
 export interface OpenStore {
   store: ChatStore;
@@ -116,7 +116,12 @@ export async function openFastLog(config: Config, { store, nats, subjects, logge
 }
 
 export interface NodeIds {
+  /** Mints only while the node id is held: throws StoreUnavailableError while its lease is suspended. */
   ids: IdGenerator;
+  /** Whether ids can be minted now (readiness). */
+  readonly ready: boolean;
+  /** Calls listener when `ready` changes. */
+  watchReady(listener: (ready: boolean) => void): void;
   /** Gives the node id back at shutdown (with the newest time it minted), if it was leased. */
   release(): Promise<void>;
 }
@@ -127,16 +132,24 @@ export interface NodeIds {
  * minting, so it exits.
  */
 export async function openNodeIds(config: Config, cassandra: CassandraChatStore | undefined, logger: Logger): Promise<NodeIds> {
-  if (!cassandra) return { ids: createIdGenerator({ nodeId: config.nodeId ?? 0 }), release: async () => {} };
+  if (!cassandra) {
+    return { ids: createIdGenerator({ nodeId: config.nodeId ?? 0 }), ready: true, watchReady: () => {}, release: async () => {} };
+  }
   let ids: IdGenerator | undefined;
+  const listeners: Array<(ready: boolean) => void> = [];
+  const tell = (ready: boolean) => listeners.forEach((listener) => listener(ready));
   const lease = await claimNodeLease({
     client: cassandra.client,
     keyspace: cassandra.keyspace,
     owner: `${hostname()}/${process.pid}`,
     ...(config.nodeId !== undefined && { requested: config.nodeId }),
+    ttlSeconds: config.store.cassandra.leaseTtlSeconds,
+    renewIntervalMs: config.store.cassandra.leaseRenewSeconds * 1000,
     lastIdMs: () => ids?.lastMs() ?? 0,
+    onSuspended: () => tell(false),
+    onResumed: () => tell(true),
     onLost: (err) => {
-      logger.fatal({ err }, "node id lease lost; exiting so that no id can be minted twice");
+      logger.fatal({ err }, "node id lease taken over by another node; exiting so that no id can be minted twice");
       logger.flush();
       process.exit(1);
     },
@@ -146,7 +159,17 @@ export async function openNodeIds(config: Config, cassandra: CassandraChatStore 
   const leased = createIdGenerator({ nodeId: lease.nodeId, notBeforeMs: lease.notBeforeMs });
   ids = leased;
   return {
-    ids: leased,
+    ids: {
+      next() {
+        if (!lease.mintable) throw new StoreUnavailableError("this node's id lease could not be renewed (the store is away)");
+        return leased.next();
+      },
+      lastMs: () => leased.lastMs(),
+    },
+    get ready() {
+      return lease.mintable;
+    },
+    watchReady: (listener) => listeners.push(listener),
     release: () => lease.release(leased.lastMs()).catch((err: unknown) => logger.warn({ err }, "node id lease release failed")),
   };
 }

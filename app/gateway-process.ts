@@ -72,6 +72,7 @@ async function startGatewayWith(w: Wiring, onGateway: (gateway: Gateway) => void
   const registry = createApiMetrics().registry;
   const gateway = await startGateway({
     config: config.gateway,
+    allowedOrigins: config.api.corsOrigins,
     auth,
     backend: remote.backend,
     messages: remote.messages,

@@ -23,6 +23,7 @@ export async function startChatNode(options: { config: Config; logger: Logger; d
   try {
     gateway = await startGateway({
       config: config.gateway,
+    allowedOrigins: config.api.corsOrigins,
       auth: api.auth,
       backend: api.eventBackend,
       messages: api.handlers.messages,

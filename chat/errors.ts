@@ -1,12 +1,16 @@
 /** Maps store errors to RPC status codes, keeping the original as cause. */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AlreadyExistsError, NotFoundError } from "../store/store.js";
+import { AlreadyExistsError, NotFoundError, StoreUnavailableError } from "../store/store.js";
 
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof NotFoundError) return new ConnectError(err.message, Code.NotFound, undefined, undefined, err);
   if (err instanceof AlreadyExistsError) {
     return new ConnectError(err.message, Code.AlreadyExists, undefined, undefined, err);
+  }
+  if (err instanceof StoreUnavailableError) {
+    // The cause (driver, hosts) is for the operator's log, not for clients.
+    return new ConnectError("the store is temporarily unavailable; retry", Code.Unavailable, undefined, undefined, err);
   }
   // Anything else is a bug or an outage: say so without leaking internals.
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);

@@ -166,6 +166,14 @@ const declared = {
       connectTimeoutMs: setting("CHAT_CASSANDRA_CONNECT_TIMEOUT_MS", integer(100, 600_000).default(5_000)),
       /** Connections to each node of the local data center. */
       connectionsPerHost: setting("CHAT_CASSANDRA_CONNECTIONS_PER_HOST", integer(1, 64).default(2)),
+      /**
+       * The node id lease (API nodes on Cassandra): its lifetime unrenewed, and
+       * how often it is renewed. A store outage longer than the lifetime minus
+       * 2 s minus one renewal interval suspends minting (posts answer
+       * UNAVAILABLE) until the store is back; the node keeps running.
+       */
+      leaseTtlSeconds: setting("CHAT_NODE_LEASE_TTL_SECONDS", integer(3, 3600).default(30)),
+      leaseRenewSeconds: setting("CHAT_NODE_LEASE_RENEW_SECONDS", integer(1, 1800).default(10)),
     },
   },
   bus: {
@@ -261,6 +269,12 @@ const rules: Array<(read: Read) => string[]> = [
     const set = [nats.token, nats.user, nats.credsFile].filter((s) => read(s) !== undefined);
     return set.length > 1 ? [`${set[1]!.variable}: only one of ${set.map((s) => s.variable).join(", ")} may be set`] : [];
   },
+  (read) =>
+    read(store.cassandra.leaseRenewSeconds) * 1000 > (read(store.cassandra.leaseTtlSeconds) * 1000 - 2000) / 2
+      ? [
+          `${store.cassandra.leaseRenewSeconds.variable}: must be at most half of ${store.cassandra.leaseTtlSeconds.variable} minus 2 s (${(read(store.cassandra.leaseTtlSeconds) - 2) / 2} s), so that a failed renewal is retried in time`,
+        ]
+      : [],
   (read) =>
     read(auth.defaultTokenTtlSeconds) > read(auth.maxTokenTtlSeconds)
       ? [`${auth.defaultTokenTtlSeconds.variable}: must not exceed ${auth.maxTokenTtlSeconds.variable} (${read(auth.maxTokenTtlSeconds)})`]

@@ -19,6 +19,8 @@ export const START_HOLD_MS = 10_000;
 
 export interface AdmissionOptions {
   config: Pick<GatewayConfig, "maxConnections" | "maxConnectionsPerUser">;
+  /** Browser origins allowed to connect; "*" for any. Upgrades without an Origin header are not browsers'. */
+  allowedOrigins: readonly string[];
   auth: Authenticator;
   metrics: GatewayMetrics;
   logger: Logger;
@@ -44,6 +46,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
   /** Upgrades accepted but not yet open: they count against the cap too. */
   let upgrading = 0;
   const perUser = new Map<bigint, number>();
+  const anyOrigin = options.allowedOrigins.includes("*");
+  const origins = new Set(options.allowedOrigins);
 
   return {
     connections,
@@ -65,6 +69,11 @@ export function createAdmission(options: AdmissionOptions): Admission {
         if (extra) res.writeHeader(extra[0], extra[1]);
         res.end(body);
       };
+      // A browser page of another site must not open sockets with the user's token (cross-site WebSocket hijacking).
+      const origin = req.getHeader("origin");
+      if (origin !== "" && !anyOrigin && !origins.has(origin)) {
+        return reject("403 Forbidden", `origin ${origin} is not allowed (CHAT_CORS_ORIGINS)\n`);
+      }
       // Always synchronous, inside uWS's upgrade handler: an upgrade from a later res.cork() can close
       // the socket right after open (uWS bug uNetworking/uWebSockets#1928, fixed by #1929, not in v20.30).
       let principal: Principal;

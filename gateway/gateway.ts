@@ -43,6 +43,12 @@ export interface GatewayOptions {
   logger: Logger;
   /** Names this process in hello frames (host/pid). */
   serverId?: string;
+  /**
+   * Browser origins allowed to open sockets (CHAT_CORS_ORIGINS, as for the
+   * API); "*" for any. An upgrade that carries another Origin is refused
+   * with 403; clients that send none (not browsers) are not affected.
+   */
+  allowedOrigins?: readonly string[];
 }
 
 export interface Gateway {
@@ -82,6 +88,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let connectionsSeen = 0;
   const admission = createAdmission({
     config,
+    allowedOrigins: options.allowedOrigins ?? [],
     auth: options.auth,
     metrics,
     logger,

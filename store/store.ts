@@ -147,6 +147,14 @@ export interface ChatStore {
   ): Promise<MessageRecord | undefined>;
   listMessages(channelId: bigint, range: MessageRange): Promise<MessageRecord[]>;
 
+  /**
+   * Whether the store answers right now: false from a failure to reach it
+   * (StoreUnavailableError) until it answers again. Readiness reports it.
+   */
+  readonly available: boolean;
+  /** Calls listener on each change of `available`; returns the unwatch. */
+  watchAvailability(listener: (available: boolean) => void): () => void;
+
   /** Finishes pending writes, then releases the store. */
   close(): Promise<void>;
 }
@@ -161,6 +169,14 @@ export class NotFoundError extends StoreError {
   constructor(readonly entity: string, options?: ErrorOptions) {
     super(`${entity} not found`, options);
   }
+}
+
+/**
+ * The store cannot be reached right now (nodes down, timeouts, overload):
+ * nothing is known to have happened, and the same request may be retried.
+ */
+export class StoreUnavailableError extends StoreError {
+  override name = "StoreUnavailableError";
 }
 
 export class AlreadyExistsError extends StoreError {

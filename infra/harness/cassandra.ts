@@ -19,6 +19,10 @@ export interface RunningCassandra {
   contactPoint: string;
   port: number;
   child: ChildProcess;
+  /** Stops the node (SIGKILL, as a crash), keeping its data; `start()` brings it back on the same ports. */
+  kill(): Promise<void>;
+  /** Starts a killed node again on its data and ports, and waits until it takes CQL clients. */
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -58,42 +62,63 @@ export async function startCassandra(
   mkdirSync(path.join(dir, "logs"));
   mkdirSync(path.join(dir, "triggers"));
   const heap = options.heapMb ?? 256;
-  const child = spawn(
-    "java",
-    [
-      `-Xms${heap}m`,
-      `-Xmx${heap}m`,
-      ...jvmOptions(),
-      `-Dcassandra.config=file://${path.join(dir, "cassandra.yaml")}`,
-      `-Dcassandra.storagedir=${dir}`,
-      `-Dcassandra.logdir=${path.join(dir, "logs")}`,
-      `-Dcassandra.triggers_dir=${path.join(dir, "triggers")}`,
-      `-Dlogback.configurationFile=file://${path.join(INFRA, "logback.xml")}`,
-      "-cp",
-      `${lib}/*`,
-      "org.apache.cassandra.service.CassandraDaemon",
-    ],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  let stderr = "";
-  child.stderr!.on("data", (d) => (stderr = (stderr + d).slice(-4000)));
   const logFile = path.join(dir, "logs", "system.log");
-  const deadline = Date.now() + (options.readyTimeoutMs ?? 120_000);
-  for (;;) {
-    const logText = existsSync(logFile) ? readFileSync(logFile, "utf8") : "";
-    if (logText.includes("Starting listening for CQL clients")) break;
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill("SIGKILL");
-      const tail = logText.split("\n").slice(-30).join("\n");
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`Cassandra did not become ready (exit ${child.exitCode}):\n${tail}\n${stderr}`);
+  const launch = async (): Promise<ChildProcess> => {
+    // Readiness is the log line after this launch's start, not an earlier one.
+    const logStart = existsSync(logFile) ? readFileSync(logFile, "utf8").length : 0;
+    const child = spawn(
+      "java",
+      [
+        `-Xms${heap}m`,
+        `-Xmx${heap}m`,
+        ...jvmOptions(),
+        `-Dcassandra.config=file://${path.join(dir, "cassandra.yaml")}`,
+        `-Dcassandra.storagedir=${dir}`,
+        `-Dcassandra.logdir=${path.join(dir, "logs")}`,
+        `-Dcassandra.triggers_dir=${path.join(dir, "triggers")}`,
+        `-Dlogback.configurationFile=file://${path.join(INFRA, "logback.xml")}`,
+        "-cp",
+        `${lib}/*`,
+        "org.apache.cassandra.service.CassandraDaemon",
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr = (stderr + d).slice(-4000)));
+    const deadline = Date.now() + (options.readyTimeoutMs ?? 120_000);
+    for (;;) {
+      const logText = existsSync(logFile) ? readFileSync(logFile, "utf8").slice(logStart) : "";
+      if (logText.includes("Starting listening for CQL clients")) return child;
+      if (child.exitCode !== null || Date.now() > deadline) {
+        child.kill("SIGKILL");
+        const tail = logText.split("\n").slice(-30).join("\n");
+        throw new Error(`Cassandra did not become ready (exit ${child.exitCode}):\n${tail}\n${stderr}`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
     }
-    await new Promise((r) => setTimeout(r, 200));
+  };
+  let child: ChildProcess;
+  try {
+    child = await launch();
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
   }
   return {
     contactPoint: `127.0.0.1:${nativePort}`,
     port: nativePort,
-    child,
+    get child() {
+      return child;
+    },
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGKILL");
+      await exited;
+    },
+    async start() {
+      child = await launch();
+    },
     async stop() {
       await stopChild(child, 15_000);
       rmSync(dir, { recursive: true, force: true });

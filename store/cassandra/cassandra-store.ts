@@ -14,6 +14,7 @@ import {
   AlreadyExistsError,
   applyMembershipChanges,
   NotFoundError,
+  StoreUnavailableError,
   type ChannelChanges,
   type ChannelRecord,
   type ChatStore,
@@ -113,6 +114,26 @@ export async function createCassandraStore(options: CassandraStoreOptions): Prom
   return new CassandraStore(client, options.keyspace);
 }
 
+/** How often a store that lost its cluster asks whether it is back. */
+const AVAILABILITY_PROBE_MS = 1_000;
+
+const UNAVAILABLE_RESPONSES = new Set<number>([
+  types.responseErrorCodes.unavailableException,
+  types.responseErrorCodes.overloaded,
+  types.responseErrorCodes.isBootstrapping,
+  types.responseErrorCodes.writeTimeout,
+  types.responseErrorCodes.readTimeout,
+]);
+
+/** Driver errors that mean "the cluster could not answer now", as opposed to a bad query or a bug. */
+function isUnavailability(err: unknown): boolean {
+  const { errors } = cassandra;
+  if (err instanceof errors.NoHostAvailableError || err instanceof errors.OperationTimedOutError || err instanceof errors.BusyConnectionError) {
+    return true;
+  }
+  return err instanceof errors.ResponseError && UNAVAILABLE_RESPONSES.has(err.code);
+}
+
 class CassandraStore implements CassandraChatStore {
   // A channel's bucket row is written by its first message of the day; the
   // rest of that day's messages need only their own write.
@@ -129,8 +150,43 @@ class CassandraStore implements CassandraChatStore {
   private q(cql: string, params: unknown[] = []) {
     let statement = this.statements.get(cql);
     if (statement === undefined) this.statements.set(cql, (statement = cql.replaceAll("{ks}", this.keyspace)));
-    return this.client.execute(statement, params, { prepare: true });
+    return this.client.execute(statement, params, { prepare: true }).then(this.answered, this.failed);
   }
+
+  // Availability: lost with the first query the cluster could not answer,
+  // back with the next one it answers, or with the probe that runs meanwhile.
+  available = true;
+  private readonly availabilityListeners = new Set<(available: boolean) => void>();
+  private probe: NodeJS.Timeout | undefined;
+
+  watchAvailability(listener: (available: boolean) => void): () => void {
+    this.availabilityListeners.add(listener);
+    return () => this.availabilityListeners.delete(listener);
+  }
+
+  private setAvailable(available: boolean) {
+    if (this.available === available) return;
+    this.available = available;
+    if (available) {
+      clearInterval(this.probe);
+      this.probe = undefined;
+    } else {
+      this.probe = setInterval(() => void this.q("SELECT release_version FROM system.local").catch(() => {}), AVAILABILITY_PROBE_MS);
+      this.probe.unref();
+    }
+    for (const listener of this.availabilityListeners) listener(available);
+  }
+
+  private readonly answered = (result: cassandra.types.ResultSet) => {
+    if (!this.available) this.setAvailable(true);
+    return result;
+  };
+
+  private readonly failed = (err: unknown): never => {
+    if (!isUnavailability(err)) throw err;
+    this.setAvailable(false);
+    throw new StoreUnavailableError(`Cassandra: ${(err as Error).message}`, { cause: err });
+  };
 
   // Writes of posts started within one turn of the event loop are sent
   // together: the driver coalesces requests queued in the same tick into one
@@ -405,6 +461,7 @@ class CassandraStore implements CassandraChatStore {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.probe);
     await this.client.shutdown();
   }
 }

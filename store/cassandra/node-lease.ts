@@ -5,10 +5,16 @@
  * holder's id. Table and design: infra/cassandra/schema/002_node_leases.cql.
  *
  * Usage: claim after the store is created, start the id generator with
- * { nodeId, notBeforeMs }, stop serving when onLost fires, and on shutdown
+ * { nodeId, notBeforeMs }, mint only while `mintable`, and on shutdown
  * release(ids.lastMs()) after the last id is minted and before the store
  * closes its client. A claim that fails with a driver error (a timeout) may
  * still have been applied: that row stays held until its TTL lapses.
+ *
+ * Store outages: when renewals fail until the lease could expire, the lease
+ * is suspended (onSuspended; `mintable` is false) but not given up. Renewal
+ * goes on; once the store answers, the lease resumes if the row is still
+ * ours, or re-claims the node id if it expired and nobody took it
+ * (onResumed). Only a node id another node holds now ends it (onLost).
  */
 import cassandra from "cassandra-driver";
 import { randomInt, randomUUID } from "node:crypto";
@@ -67,8 +73,12 @@ export interface NodeLeaseOptions {
   renewIntervalMs?: number;
   /** Unix ms of the newest id minted under the lease (IdGenerator.lastMs); read on every renewal. */
   lastIdMs?: () => number;
-  /** Called once when the lease is lost (taken over, gone, or not renewed in time): stop minting ids at once. */
+  /** Called once when the lease is lost for good (taken over, or its row deleted): stop minting ids at once. */
   onLost: (error: NodeLeaseLostError) => void;
+  /** Called when renewals failed until the lease could expire: stop minting until onResumed. */
+  onSuspended?: (error: NodeLeaseLostError) => void;
+  /** Called when a suspended lease is held again (renewed, or its node id re-claimed). */
+  onResumed?: () => void;
   /**
    * Paxos consistency of the lease's transactions. Default "serial": node ids
    * are global, and LOCAL_SERIAL would let two datacenters grant one node id
@@ -80,6 +90,8 @@ export interface NodeLeaseOptions {
 
 export interface NodeLease {
   readonly nodeId: number;
+  /** Whether ids may be minted now: held and renewed in time (false while suspended, lost or released). */
+  readonly mintable: boolean;
   /** The owner string written to the table (options.owner plus a random suffix). */
   readonly owner: string;
   /** Ids minted under this lease must have timestamps above this Unix ms (createIdGenerator's notBeforeMs); 0 if the node id was never held. */
@@ -182,13 +194,14 @@ export async function claimNodeLease(options: NodeLeaseOptions): Promise<NodeLea
   logger?.info({ nodeId, owner, notBeforeMs: claim.notBeforeMs }, "node id leased");
 
   let highWaterMs = claim.highWaterMs;
-  let state: "held" | "lost" | "released" = "held";
+  let claimedAt = claim.claimedAt;
+  let state: "held" | "suspended" | "lost" | "released" = "held";
   let renewTimer: NodeJS.Timeout | undefined;
   let deadlineTimer: NodeJS.Timeout | undefined;
   let renewing: Promise<void> | undefined;
 
   const lose = (reason: string) => {
-    if (state !== "held") return;
+    if (state !== "held" && state !== "suspended") return;
     state = "lost";
     clearTimeout(renewTimer);
     clearTimeout(deadlineTimer);
@@ -197,12 +210,27 @@ export async function claimNodeLease(options: NodeLeaseOptions): Promise<NodeLea
     onLost(error);
   };
 
+  const suspend = (reason: string) => {
+    if (state !== "held") return;
+    state = "suspended";
+    const error = new NodeLeaseLostError(nodeId, reason);
+    logger?.warn({ nodeId, owner, err: error }, "node id lease suspended: minting stops until the store answers again");
+    options.onSuspended?.(error);
+  };
+
+  const resume = () => {
+    if (state !== "suspended") return;
+    state = "held";
+    logger?.info({ nodeId, owner }, "node id lease held again: minting resumes");
+    options.onResumed?.();
+  };
+
   // The lease may expire ttl after the last successful write was sent (minus
-  // the margin): by then this node must have stopped, whatever the renewals do.
+  // the margin): by then this node must have stopped minting, whatever the renewals do.
   const armDeadline = (sentAt: number) => {
     clearTimeout(deadlineTimer);
     const remaining = sentAt + ttlMs - LOSS_MARGIN_MS - performance.now();
-    deadlineTimer = setTimeout(() => lose(`not renewed within ${ttlSeconds - LOSS_MARGIN_MS / 1000} s`), Math.max(0, remaining));
+    deadlineTimer = setTimeout(() => suspend(`not renewed within ${ttlSeconds - LOSS_MARGIN_MS / 1000} s`), Math.max(0, remaining));
     deadlineTimer.unref();
   };
 
@@ -228,26 +256,50 @@ export async function claimNodeLease(options: NodeLeaseOptions): Promise<NodeLea
           {
             // claimed_at is rewritten too, or it would expire under the first TTL.
             query: `UPDATE ${table} USING TTL ? SET owner = ?, claimed_at = ? WHERE node_id = ? IF owner = ?`,
-            params: [ttlSeconds, owner, claim.claimedAt, nodeId, owner],
+            params: [ttlSeconds, owner, claimedAt, nodeId, owner],
           },
           { query: `UPDATE ${table} SET last_id_ms = ? WHERE node_id = ?`, params: [String(mark), nodeId] },
         ],
         lwt,
       );
     } catch (err) {
-      if (state !== "held") return;
+      if (state !== "held" && state !== "suspended") return;
       logger?.warn({ nodeId, err }, "node id lease renewal failed; retrying");
       scheduleRenewal(Math.min(renewIntervalMs, RETRY_MS));
       return;
     }
-    if (state !== "held") return;
+    if (state !== "held" && state !== "suspended") return;
     if (!result.wasApplied()) {
       const current = currentRow(result).owner;
-      lose(current === null ? "its row is gone or expired" : `taken over by ${current}`);
+      if (state === "held" || current !== null) {
+        lose(current === null ? "its row is gone or expired" : `taken over by ${current}`);
+        return;
+      }
+      // Suspended, and the row expired meanwhile with nobody holding it: claim it back.
+      // Its mark covers every id minted before the suspension, so nothing can repeat.
+      let back: Claim;
+      try {
+        back = await tryClaim(nodeId);
+      } catch (err) {
+        logger?.warn({ nodeId, err }, "node id lease re-claim failed; retrying");
+        scheduleRenewal(Math.min(renewIntervalMs, RETRY_MS));
+        return;
+      }
+      if (state !== "suspended") return;
+      if (!back.claimed) {
+        lose(`taken over by ${back.owner} while the store was away`);
+        return;
+      }
+      highWaterMs = Math.max(highWaterMs, back.highWaterMs);
+      claimedAt = back.claimedAt;
+      armDeadline(back.sentAt);
+      resume();
+      scheduleRenewal(renewIntervalMs);
       return;
     }
     highWaterMs = mark;
     armDeadline(sentAt);
+    resume();
     scheduleRenewal(renewIntervalMs);
   }
 
@@ -259,10 +311,13 @@ export async function claimNodeLease(options: NodeLeaseOptions): Promise<NodeLea
     nodeId,
     owner,
     notBeforeMs: claim.notBeforeMs,
+    get mintable() {
+      return state === "held";
+    },
     release(lastMs: number) {
       if (!Number.isFinite(lastMs)) return Promise.reject(new RangeError(`lastIdMs must be a Unix ms, got ${lastMs}`));
       releasing ??= (async () => {
-        state = state === "held" ? "released" : state;
+        state = state === "held" || state === "suspended" ? "released" : state;
         clearTimeout(renewTimer);
         clearTimeout(deadlineTimer);
         // A renewal landing after the release would take the row back for a whole TTL.

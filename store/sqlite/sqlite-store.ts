@@ -142,6 +142,12 @@ function directKeyOf(channel: ChannelRecord): string {
 }
 
 class SqliteStore implements ChatStore {
+  /** A file on this host's disk: it is there as long as the process is. */
+  readonly available = true;
+  watchAvailability(): () => void {
+    return () => {};
+  }
+
   private readonly maxBatch: number;
   private queue: PendingAppend[] = [];
   private flushScheduled = false;

@@ -15,6 +15,7 @@ beforeAll(async () => {
     CHAT_GATEWAY_MAX_CONNECTIONS_PER_USER: "3",
     CHAT_GATEWAY_POSTS_PER_SECOND: "5",
     CHAT_GATEWAY_POST_BURST: "10",
+    CHAT_CORS_ORIGINS: "https://chat.example.com",
   });
   a = await t.newUser("A");
   b = await t.newUser("B");
@@ -24,6 +25,17 @@ beforeAll(async () => {
 afterAll(() => t.stop());
 
 describe("gateway protection", () => {
+  it("refuses browser upgrades from origins not in CHAT_CORS_ORIGINS, and lets others and non-browsers in", async () => {
+    const refused = await TestSocket.connect(t.wsUrl, { token: a.token, origin: "https://evil.example.net" }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(UpgradeRejected);
+    expect((refused as UpgradeRejected).status).toBe(403);
+    for (const origin of ["https://chat.example.com", undefined]) {
+      const s = await TestSocket.connect(t.wsUrl, { token: a.token, ...(origin !== undefined && { origin }) });
+      await s.hello();
+      await s.close();
+    }
+  });
+
   it("answers a malformed frame with an error frame, and closes with 1008 after too many", async () => {
     const s = await TestSocket.connect(t.wsUrl, { token: a.token });
     await s.hello();

@@ -48,6 +48,22 @@ async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: numbe
   }
 }
 
+/**
+ * The store's real client, with its lease queries failing on demand (a
+ * store that cannot be reached, for this holder only): a fault injected in
+ * front of the real Cassandra, not a stand-in for it.
+ */
+function faultyClient(): { client: cassandra.Client; failing: boolean } {
+  const faults = { failing: false, client: undefined as unknown as cassandra.Client };
+  const real = store.client;
+  const unreachable = () => Promise.reject(new Error("injected: store unreachable"));
+  faults.client = {
+    batch: (...args: Parameters<cassandra.Client["batch"]>) => (faults.failing ? unreachable() : real.batch(...args)),
+    execute: (...args: Parameters<cassandra.Client["execute"]>) => (faults.failing ? unreachable() : real.execute(...args)),
+  } as unknown as cassandra.Client;
+  return faults;
+}
+
 beforeAll(async () => {
   store = await createCassandraStore({ contactPoints: [contactPoint], localDataCenter: "datacenter1", keyspace, replication });
 });
@@ -122,7 +138,7 @@ describe("node id leases on Cassandra", () => {
     expect(lost).toBe(0);
   });
 
-  it("let another node claim a lease whose holder stopped renewing, once its TTL lapsed, after the holder was told", async () => {
+  it("let another node claim a lease whose holder stopped renewing, once its TTL lapsed, after the holder stopped minting", async () => {
     const client = newClient();
     let lostAt = 0;
     let lostError: unknown;
@@ -134,7 +150,8 @@ describe("node id leases on Cassandra", () => {
       requested: 9,
       ttlSeconds: 3,
       renewIntervalMs: 200,
-      onLost: (e) => {
+      onLost: () => {},
+      onSuspended: (e) => {
         lostAt = Date.now();
         lostError = e;
       },
@@ -151,8 +168,9 @@ describe("node id leases on Cassandra", () => {
       });
       return next !== undefined;
     }, 10_000);
-    // The old holder heard it had lost before the new one could claim.
+    // The old holder heard it must stop minting before the new one could claim.
     expect(lostAt).toBeGreaterThan(0);
+    expect(stale.mintable).toBe(false);
     expect(lostAt).toBeLessThanOrEqual(nextTriedAt);
     expect(lostError).toBeInstanceOf(NodeLeaseLostError);
     expect((lostError as Error).message).toMatch(/node id 9.*not renewed/);
@@ -160,6 +178,89 @@ describe("node id leases on Cassandra", () => {
     expect(next!.notBeforeMs).toBeGreaterThanOrEqual(claimedAt + 3000);
     await next!.release(Date.now());
     await stale.release(0).catch(() => {}); // its client is gone
+  });
+
+  it("suspend a lease whose renewals fail past its deadline, and resume it when the store answers, re-claiming its expired row", async () => {
+    const faults = faultyClient();
+    const events: string[] = [];
+    const lease = await claimNodeLease({
+      client: faults.client,
+      keyspace,
+      owner: "blip",
+      requested: 20,
+      ttlSeconds: 3,
+      renewIntervalMs: 200,
+      onLost: () => events.push("lost"),
+      onSuspended: () => events.push("suspended"),
+      onResumed: () => events.push("resumed"),
+    });
+    held.push(lease);
+    expect(lease.mintable).toBe(true);
+    const before = (await row(20)).lastIdMs!;
+    faults.failing = true;
+    await waitFor(() => events.includes("suspended"), 5000);
+    expect(lease.mintable).toBe(false);
+    // The row expires while the store is "away" for this holder.
+    await waitFor(async () => (await row(20)).owner === null, 6000);
+    faults.failing = false;
+    await waitFor(() => events.includes("resumed"), 5000);
+    expect(events).toEqual(["suspended", "resumed"]);
+    expect(lease.mintable).toBe(true);
+    const after = await row(20);
+    expect(after.owner).toBe(lease.owner);
+    expect(after.lastIdMs).toBeGreaterThanOrEqual(before);
+    await lease.release(Date.now());
+  });
+
+  it("resume a suspended lease by renewal when the store answers before its row expired", async () => {
+    const faults = faultyClient();
+    const events: string[] = [];
+    const lease = await claimNodeLease({
+      client: faults.client,
+      keyspace,
+      owner: "short-blip",
+      requested: 21,
+      ttlSeconds: 4,
+      renewIntervalMs: 200,
+      onLost: () => events.push("lost"),
+      onSuspended: () => events.push("suspended"),
+      onResumed: () => events.push("resumed"),
+    });
+    held.push(lease);
+    faults.failing = true;
+    // The deadline (ttl minus a 2 s margin after the last renewal sent) comes before the row's expiry.
+    await waitFor(() => events.includes("suspended"), 5000);
+    faults.failing = false;
+    await waitFor(() => events.includes("resumed"), 3000);
+    expect(events).toEqual(["suspended", "resumed"]);
+    expect((await row(21)).owner).toBe(lease.owner);
+    await lease.release(Date.now());
+  });
+
+  it("lose a suspended lease whose node id another node claimed while the store was away", async () => {
+    const faults = faultyClient();
+    const lost: NodeLeaseLostError[] = [];
+    const lease = await claimNodeLease({
+      client: faults.client,
+      keyspace,
+      owner: "away",
+      requested: 22,
+      ttlSeconds: 3,
+      renewIntervalMs: 200,
+      onLost: (e) => lost.push(e),
+    });
+    held.push(lease);
+    faults.failing = true;
+    let other: NodeLease | undefined;
+    await waitFor(async () => {
+      other = await claim({ requested: 22 }).catch(() => undefined);
+      return other !== undefined;
+    }, 8000);
+    faults.failing = false;
+    await waitFor(() => lost.length > 0, 5000);
+    expect(lost[0]!.message).toMatch(/node id 22.*taken over by test\//);
+    expect(lease.mintable).toBe(false);
+    await other!.release(Date.now());
   });
 
   it("report a lease taken over or deleted on the next renewal, once", async () => {

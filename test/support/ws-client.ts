@@ -12,6 +12,8 @@ export interface ConnectOptions {
   formatInQuery?: boolean;
   /** Ask the gateway to hold events until the first resume frame. */
   resumeOnConnect?: boolean;
+  /** The Origin header a browser would send. */
+  origin?: string;
 }
 
 export class UpgradeRejected extends Error {
@@ -50,7 +52,7 @@ export class TestSocket {
     const protocols = format === "json" && !options.formatInQuery ? ["chat.v1.json"] : ["chat.v1.proto"];
     const headers: Record<string, string> = {};
     if (options.token && !options.tokenInQuery) headers.authorization = `Bearer ${options.token}`;
-    const ws = new WebSocket(u, protocols, { headers });
+    const ws = new WebSocket(u, protocols, { headers, ...(options.origin !== undefined && { origin: options.origin }) });
     const socket = new TestSocket(ws, format);
     return new Promise((resolve, reject) => {
       ws.once("open", () => resolve(socket));
