@@ -24,6 +24,11 @@
  *    three protocols (Connect, gRPC, gRPC-Web). Nothing else is touched.
  * 4. `connectNodeAdapter` reports failures after the response started with
  *    console.error; here they go to the structured logger.
+ * 5. `universalRequestFromNodeRequest` destroys the request when connect stops
+ *    reading it early (a message over readMaxBytes, a handler that is done
+ *    before the client), which on HTTP/1.1 destroys the connection under the
+ *    answer. Here the request is left alone, and rpc/server.ts drops what is
+ *    left of it once the answer is out.
  *
  * (connect's handlers still abort their own context once per call, one
  * DOMException each; that one is theirs to remove.)
@@ -49,9 +54,13 @@ export function universalRequestOf(req: NodeRequest, res: NodeResponse): Univers
     method: req.method ?? "",
     url: new URL(req.url ?? "", `${"encrypted" in req.socket && req.socket.encrypted ? "https" : "http"}://${authority}`).toString(),
     header: webHeaders(req.headers),
-    // A Node request is an async iterable of Buffers (Uint8Arrays); leaving the
-    // loop early destroys it, as connect expects.
-    body: req as AsyncIterable<Uint8Array>,
+    // A Node request is an async iterable of Buffers (Uint8Arrays). Leaving the loop
+    // early (a message over readMaxBytes, a handler done before the client) must not
+    // destroy it: on HTTP/1.1 that destroyed the socket, whose unread input made the
+    // kernel answer with a TCP reset that could overtake the answer, and broke the
+    // connection for the next request on it (conformance "Server Message Size" over
+    // HTTP/1.1: "connection reset by peer"). rpc/server.ts drops the unread rest.
+    body: { [Symbol.asyncIterator]: () => req.iterator({ destroyOnReturn: false }) as AsyncIterator<Uint8Array> },
     signal: abortedIfCutShort(req, res),
     contextValues: undefined,
   };

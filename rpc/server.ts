@@ -9,7 +9,7 @@
  * port, so a plain TCP server reads the first bytes of each connection: the
  * HTTP/2 connection preface starts with "PRI", which no HTTP/1 method does.
  */
-import type { DescService } from "@bufbuild/protobuf";
+import { createRegistry, type DescService, type Registry } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import http from "node:http";
 import http2 from "node:http2";
@@ -49,6 +49,54 @@ export interface RpcServerOptions {
   logger: Logger;
 }
 
+/** Every type that the services' files and the extra files declare or import. */
+function typeRegistry(services: DescService[], files: DescFile[]): Registry {
+  const all = new Map<string, DescFile>();
+  const add = (file: DescFile) => {
+    if (all.has(file.proto.name)) return;
+    all.set(file.proto.name, file);
+    file.dependencies.forEach(add);
+  };
+  services.forEach((s) => add(s.file));
+  files.forEach(add);
+  return createRegistry(...all.values());
+}
+
+/**
+ * An answer can be complete before its request is: a client stream rejected
+ * at a message over maxRequestBytes, an RPC that fails before it has read
+ * everything, a 404 for an upload. Nothing read the rest of such a request,
+ * so a client still sending it waited forever: on HTTP/2 for flow control
+ * (its stream never closed), on HTTP/1.1 on the stalled connection (found by
+ * the conformance suite's "Server Message Size" cases). Here the rest is read
+ * and dropped once the answer is out, as node:http does itself for a body
+ * nobody touched, so the client can finish sending and read the answer.
+ *
+ * At most maxBytes of it: beyond, the HTTP/2 stream is reset (RST_STREAM
+ * NO_ERROR, RFC 9113 §8.1) or the HTTP/1.1 connection closed. The bound is
+ * for abuse, not for clients that finish a message: Go's HTTP/1.1 client
+ * reuses a connection as soon as it has written its request, so closing one
+ * while the last bytes arrive broke the next request on it ("unexpected EOF"),
+ * and an RST_STREAM that overtakes an unread answer loses it in Go's HTTP/2
+ * client.
+ */
+function dropUnreadRequestAfterAnswer(req: NodeRequest, res: NodeResponse, maxBytes: number): void {
+  // HTTP/2's response emits "finish" only when the whole stream closes; the stream's own
+  // "finish" is the answer's end. HTTP/1.1's response emits it when the answer is written.
+  const answered = "stream" in req ? req.stream : (res as http.ServerResponse);
+  answered.once("finish", () => {
+    if (req.readableEnded || req.destroyed) return;
+    let left = maxBytes;
+    req.on("data", (chunk: Buffer) => {
+      left -= chunk.length;
+      if (left >= 0) return;
+      if ("stream" in req) req.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      else req.socket.destroy();
+    });
+    req.resume();
+  });
+}
+
 export interface RpcServer {
   /** Base URL, e.g. http://127.0.0.1:8080. */
   readonly url: string;
@@ -76,7 +124,11 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     readMaxBytes: options.maxRequestBytes,
     // A misspelled JSON field is an error, not silently ignored (as in Google's JSON APIs).
     // Binary clients keep protobuf's forward compatibility: unknown fields are skipped.
-    jsonOptions: { ignoreUnknownFields: false },
+    // The registry: protobuf JSON writes and reads a google.protobuf.Any by its type URL, so
+    // without the API's types every JSON answer holding an Any failed with INTERNAL
+    // ("... is not in the type registry"; found by the conformance suite, whose payloads echo
+    // requests as Any).
+    jsonOptions: { ignoreUnknownFields: false, registry: typeRegistry([...services, Health], options.reflectionFiles ?? []) },
     shutdownSignal: shutdown.signal,
     interceptors: [createObservabilityInterceptor(metrics, logger), createAuthInterceptor(options.auth, options.policies, options.knownUsers)],
     routes(router) {
@@ -87,10 +139,13 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   });
 
   const cors = createCors(options.corsOrigins ?? []);
+  // The rest of a rejected message and a few more: see dropUnreadRequestAfterAnswer.
+  const unreadRequestLimit = 4 * Math.max(options.maxRequestBytes, 1024 * 1024);
   // One request's failure is that request's 500, never the process's: an
   // uncaught exception stops it (bin/chat.ts), and a request's Host header
   // once could (connect-node's adapter threw on one that made no URL).
   const handle = (req: NodeRequest, res: NodeResponse) => {
+    dropUnreadRequestAfterAnswer(req, res, unreadRequestLimit);
     try {
       route(req, res);
     } catch (err) {

@@ -101,6 +101,38 @@ describe("connect-node, as the adapter found it", () => {
     expect(status).toBe(400);
   });
 
+  it("5. destroys the request when its body is left early (the adapter: leaves it, and the client gets its answer)", async () => {
+    const destroyed: Record<string, boolean> = {};
+    const url = await serve(async (req, res) => {
+      const u = req.url === "/upstream" ? universalRequestFromNodeRequest(req, res, undefined, undefined) : universalRequestOf(req, res);
+      for await (const _ of u.body as AsyncIterable<Uint8Array>) break;
+      await new Promise((r) => setImmediate(r));
+      destroyed[req.url!] = req.destroyed;
+      if (!req.destroyed) res.end("done");
+    });
+    const { port } = new URL(url);
+    // A body in two parts, so that the handler leaves with the second still unread.
+    const send = (path: string) =>
+      new Promise<string>((resolve) => {
+        const req = http.request({ host: "127.0.0.1", port, method: "POST", path, headers: { "content-type": "application/proto" } }, (res) => {
+          let body = "";
+          res.on("data", (d: Buffer) => (body += d));
+          res.on("end", () => resolve(body));
+          res.on("error", () => resolve("response failed"));
+        });
+        req.setTimeout(1000, () => {
+          req.destroy();
+          resolve("no answer");
+        });
+        req.on("error", () => resolve("request failed"));
+        req.write(Buffer.alloc(16, 1));
+        setTimeout(() => req.end(Buffer.alloc(16, 2)), 100);
+      });
+    expect(await send("/upstream")).toBe("no answer");
+    expect(await send("/ours")).toBe("done");
+    expect(destroyed).toEqual({ "/upstream": true, "/ours": false });
+  });
+
   it("3. answers a body that is not binary protobuf with INTERNAL (the adapter: INVALID_ARGUMENT)", async () => {
     const upstream = await serve(connectNodeAdapter({ routes }));
     const ours = createRpcHandler({ routes, logger: createLogger("silent") });
