@@ -127,6 +127,15 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     logger,
   });
 
+  // Readiness follows what the node cannot serve without; each change is logged once.
+  const dependency = (name: string, why: string) => (available: boolean) => {
+    server.health.setDependency(name, available, why);
+    if (available) logger.info({ dependency: name }, `${name} is back: ready`);
+    else logger.warn({ dependency: name }, `${why}: not ready (requests that need it answer UNAVAILABLE)`);
+  };
+  store.watchAvailability(dependency("store", "the store is unreachable"));
+  nodeIds.watchReady(dependency("node id", "the node id lease could not be renewed"));
+
   let stopping: Promise<void> | undefined;
   return {
     server,

@@ -158,9 +158,9 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     if (cors(req, res)) return;
     const path = req.url?.split("?")[0];
     if (req.method === "GET" && path === "/healthz") {
-      const ok = health?.serving ?? false;
-      res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" });
-      res.end(ok ? "ok\n" : "shutting down\n");
+      const reason = health ? health.reason : "starting";
+      res.writeHead(reason === undefined ? 200 : 503, { "content-type": "text/plain" });
+      res.end(reason === undefined ? "ok\n" : `${reason}\n`);
       return;
     }
     if (req.method === "GET" && path === "/metrics") {

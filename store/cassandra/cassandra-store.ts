@@ -131,6 +131,8 @@ function isUnavailability(err: unknown): boolean {
   if (err instanceof errors.NoHostAvailableError || err instanceof errors.OperationTimedOutError || err instanceof errors.BusyConnectionError) {
     return true;
   }
+  // A connection that broke under a request (the node went down with it in flight).
+  if (err instanceof errors.DriverError && (err as { isSocketError?: boolean }).isSocketError === true) return true;
   return err instanceof errors.ResponseError && UNAVAILABLE_RESPONSES.has(err.code);
 }
 
