@@ -111,12 +111,13 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     services: [...CHAT_SERVICES, EventService],
     policies: CHAT_POLICIES,
     reflectionFiles: [file_chat_v1_event],
-    routes(router) {
-      registerChatServices(router, handlers);
+    routes(router, draining) {
+      registerChatServices(router, handlers, draining);
       registerEventService(router, {
         backend: eventBackend,
         fanout,
         busEvents,
+        draining,
         resumeLimit: config.gateway.resumeLimit,
         maxQueued: 10_000,
       });

@@ -87,7 +87,7 @@ async function startGatewayWith(w: Wiring, onGateway: (gateway: Gateway) => void
     gateway,
     stop() {
       stopping ??= (async () => {
-        await gateway.close();
+        await gateway.close(config.shutdownGraceMs);
         await w.closeBus();
       })();
       return stopping;

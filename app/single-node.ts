@@ -43,7 +43,7 @@ export async function startChatNode(options: { config: Config; logger: Logger; d
     gateway,
     stop() {
       stopping ??= (async () => {
-        await gateway.close();
+        await gateway.close(config.shutdownGraceMs);
         await api.stop();
       })();
       return stopping;

@@ -26,11 +26,13 @@ export interface ConnectionEnv {
 
 export type GatewaySocket = WebSocket<{ connection: Connection }>;
 
-/** A socket's post budget and malformed-frame count, created by its first post or bad frame. */
+/** A socket's post budget, posts under way and malformed-frame count, created by its first post or bad frame. */
 export interface FrameLimits {
   malformed: number;
   postTokens: number;
   postTokensAt: number;
+  /** Posts taken but not yet answered (ack or error): the drain waits for them. */
+  inFlight: number;
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();

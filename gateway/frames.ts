@@ -37,6 +37,8 @@ export interface FrameHandler {
   start(c: Connection): void;
   /** One frame from the socket. */
   handle(c: Connection, data: ArrayBuffer, isBinary: boolean): void;
+  /** The drain began: posts from now on are answered UNAVAILABLE without being taken. */
+  drain(): void;
 }
 
 const errorFrame = (code: Code, message: string, clientMsgId = "") =>
@@ -44,7 +46,8 @@ const errorFrame = (code: Code, message: string, clientMsgId = "") =>
 
 export function createFrameHandler(options: FrameHandlerOptions): FrameHandler {
   const { config, messages, metrics, logger, serverId } = options;
-  const limitsOf = (c: Connection) => (c.limits ??= { malformed: 0, postTokens: config.postBurst, postTokensAt: Date.now() });
+  const limitsOf = (c: Connection) => (c.limits ??= { malformed: 0, postTokens: config.postBurst, postTokensAt: Date.now(), inFlight: 0 });
+  let draining = false;
 
   const malformed = (c: Connection, err: unknown) => {
     metrics.framesIn.inc({ kind: "malformed" });
@@ -57,14 +60,25 @@ export function createFrameHandler(options: FrameHandlerOptions): FrameHandler {
   // A post starts once the previous frame is handled, and ends when durable;
   // the next frame may start as soon as this post has its id.
   const post = (c: Connection, p: Extract<ClientFrame["frame"], { case: "post" }>["value"]) => {
-    if (!takePostToken(limitsOf(c), Date.now(), config)) {
+    if (draining) {
+      c.send(errorFrame(Code.Unavailable, "server shutting down: post again once reconnected", p.clientMsgId));
+      return;
+    }
+    const limits = limitsOf(c);
+    if (!takePostToken(limits, Date.now(), config)) {
       c.send(errorFrame(Code.ResourceExhausted, `rate limit: at most ${config.postsPerSecond} posts per second`, p.clientMsgId));
       return;
     }
+    // Answered (ack or error) before the drain closes the socket.
+    limits.inFlight++;
+    const answered = () => limits.inFlight--;
     c.queue = c.queue.then(
       () =>
         new Promise<void>((queued) => {
-          if (!c.ws) return queued();
+          if (!c.ws) {
+            answered();
+            return queued();
+          }
           if (c.holdUntil !== 0) {
             c.holdUntil = 0;
             c.session.releaseAll();
@@ -79,12 +93,19 @@ export function createFrameHandler(options: FrameHandlerOptions): FrameHandler {
                 c.send(errorFrame(e.code, e.rawMessage, p.clientMsgId));
               },
             )
-            .finally(queued);
+            .finally(() => {
+              answered();
+              queued();
+            });
         }),
     );
   };
 
   return {
+    drain() {
+      draining = true;
+    },
+
     start(c) {
       const hello = (channelIds: bigint[]) =>
         c.send(

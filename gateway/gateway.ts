@@ -60,8 +60,11 @@ export interface Gateway {
    * the bus lost its connection, live delivery may have missed events.
    */
   resyncAll(): void;
-  /** Stops listening and closes every socket with 1001. */
-  close(): Promise<void>;
+  /**
+   * Stops listening, answers every post under way (new ones get UNAVAILABLE),
+   * then closes every socket with 1001; after graceMs, closes them anyway.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
@@ -148,9 +151,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       logger.warn({ sockets: admission.connections.size }, "bus reconnected: asking every socket to reconnect and resume");
       closeAll(DISCONNECT.resync);
     },
-    async close() {
+    async close(graceMs = 10_000) {
       stopSweep();
       listening.close();
+      frames.drain();
+      const deadline = Date.now() + graceMs;
+      const posting = () => [...admission.connections].some((c) => (c.limits?.inFlight ?? 0) > 0);
+      while (posting() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
       closeAll(DISCONNECT.shutdown);
     },
   };

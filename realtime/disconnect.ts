@@ -40,8 +40,9 @@ export const DISCONNECT = {
     reason: "server shutting down",
     metric: "going away",
     reconnect: true,
-    why: "the gateway is shutting down",
+    why: "the gateway (or, for a stream, the API node) is shutting down",
     advice: "reconnect (another gateway) and resume",
+    streamCode: Code.Unavailable,
   },
   malformed: {
     code: 1008,

@@ -40,7 +40,8 @@ export interface ChatHandlers {
   messages: Messages;
 }
 
-export function registerChatServices(router: ConnectRouter, h: ChatHandlers): void {
+/** `draining` aborts when the server starts draining: streams of posts stop taking new posts then. */
+export function registerChatServices(router: ConnectRouter, h: ChatHandlers, draining?: AbortSignal): void {
   router.service(UserService, {
     createUser: (req, ctx) => h.users.createUser(principal(ctx), req),
     issueToken: (req, ctx) => h.users.issueToken(principal(ctx), req),
@@ -62,7 +63,7 @@ export function registerChatServices(router: ConnectRouter, h: ChatHandlers): vo
   });
   router.service(MessageService, {
     postMessage: (req, ctx) => h.messages.postMessage(user(ctx), req),
-    streamPostMessages: (requests, ctx) => h.messages.streamPostMessages(user(ctx), requests),
+    streamPostMessages: (requests, ctx) => h.messages.streamPostMessages(user(ctx), requests, draining),
     listMessages: async (req, ctx) => {
       const { response, immutable } = await h.messages.listMessages(user(ctx), req);
       // Pages that lie wholly in the past never change; browsers and private

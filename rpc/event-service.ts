@@ -24,6 +24,8 @@ export interface EventServiceOptions {
   maxQueued: number;
   /** "reconnect": the bus may have missed events; streams end with UNAVAILABLE so bots resubscribe with cursors. */
   busEvents?: EventEmitter;
+  /** Aborts when the server starts draining: every stream ends at once with UNAVAILABLE (reconnect elsewhere). */
+  draining?: AbortSignal;
 }
 
 export { EventService };
@@ -84,6 +86,9 @@ export function registerEventService(router: ConnectRouter, options: EventServic
             );
       const onBusReconnect = () => queue.fail(streamEnd(DISCONNECT.resync));
       options.busEvents?.on("reconnect", onBusReconnect);
+      const onDrain = () => queue.fail(streamEnd(DISCONNECT.shutdown));
+      if (options.draining?.aborted) onDrain();
+      options.draining?.addEventListener("abort", onDrain);
       try {
         await session.start(() => undefined, req.cursors.length > 0);
         if (req.cursors.length > 0) {
@@ -92,6 +97,7 @@ export function registerEventService(router: ConnectRouter, options: EventServic
         yield* queue.iterate(ctx.signal);
       } finally {
         options.busEvents?.off("reconnect", onBusReconnect);
+        options.draining?.removeEventListener("abort", onDrain);
         clearTimeout(expiry);
         session.close();
         queue.end();

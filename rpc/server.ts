@@ -36,8 +36,12 @@ export interface RpcServerOptions {
   corsOrigins?: readonly string[];
   /** The services `routes` registers: described by health and reflection. */
   services: DescService[];
-  /** Registers the services' handlers on the router. */
-  routes: (router: ConnectRouter) => void;
+  /**
+   * Registers the services' handlers on the router. `draining` aborts when
+   * the drain begins: long-lived streams end then (unary calls and answers
+   * under way still finish within the grace period).
+   */
+  routes: (router: ConnectRouter, draining: AbortSignal) => void;
   /** Who may call what, by "package.Service" or "package.Service/Method"; anything else needs a user token. */
   policies: Record<string, AccessPolicy>;
   /** Files that reflection describes beyond the services' own (message types used in streams, say). */
@@ -116,6 +120,8 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   const { metrics, logger, services } = options;
   let health: HealthState | undefined;
   const shutdown = new AbortController();
+  const drain = new AbortController();
+  setMaxListeners(0, drain.signal);
   // Every request in flight listens on this signal.
   setMaxListeners(0, shutdown.signal);
 
@@ -132,7 +138,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     shutdownSignal: shutdown.signal,
     interceptors: [createObservabilityInterceptor(metrics, logger), createAuthInterceptor(options.auth, options.policies, options.knownUsers)],
     routes(router) {
-      options.routes(router);
+      options.routes(router, drain.signal);
       health = registerHealth(router, services);
       registerReflection(router, [...services, Health], options.reflectionFiles ?? []);
     },
@@ -145,6 +151,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   // uncaught exception stops it (bin/chat.ts), and a request's Host header
   // once could (connect-node's adapter threw on one that made no URL).
   const handle = (req: NodeRequest, res: NodeResponse) => {
+    if (!("stream" in req) && !admitHttp1(req, res as http.ServerResponse)) return;
     dropUnreadRequestAfterAnswer(req, res, unreadRequestLimit);
     try {
       route(req, res);
@@ -192,18 +199,38 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   const sockets = new Set<net.Socket>();
   // HTTP/1.1 requests under way per socket. http.Server only tracks idle
   // connections for sockets it accepted itself, so shutdown does it here.
+  // Counted before any handler runs, so that a request the drain lets in is
+  // always seen, and answered.
   const h1Active = new Map<net.Socket, number>();
+  /** Answers under way: the drain turns their keep-alive off while it still can. */
+  const h1Answers = new Set<http.ServerResponse>();
+  /** Connections the drain hung up after their last answer: a request still read on one is not run. */
+  const hungUp = new WeakSet<net.Socket>();
   let draining = false;
-  h1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+  function admitHttp1(req: http.IncomingMessage, res: http.ServerResponse): boolean {
     const socket = req.socket;
+    if (hungUp.has(socket)) {
+      // The client sent it before it saw the hang-up: it gets a broken connection, and nothing was done.
+      socket.destroy();
+      return false;
+    }
     h1Active.set(socket, (h1Active.get(socket) ?? 0) + 1);
-    if (draining) res.setHeader("connection", "close");
+    h1Answers.add(res);
+    // Answered with "Connection: close" while draining, so that the client sends nothing more on it.
+    // (Set before the handler runs: setHeader after the answer started threw, and crashed the drain.)
+    if (draining) res.shouldKeepAlive = false;
     res.once("close", () => {
+      h1Answers.delete(res);
       const left = (h1Active.get(socket) ?? 1) - 1;
       h1Active.set(socket, left);
-      if (draining && left === 0) socket.end();
+      if (draining && left === 0) hangUp(socket);
     });
-  });
+    return true;
+  }
+  const hangUp = (socket: net.Socket) => {
+    hungUp.add(socket);
+    socket.end();
+  };
 
   const h2Sockets = new WeakSet<net.Socket>();
   const isH2 = (socket: net.Socket) => h2Sockets.has(socket);
@@ -257,10 +284,16 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     async close(graceMs) {
       health?.setNotServing();
       draining = true;
+      drain.abort();
       const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
       // Stop keep-alive reuse; let requests under way finish, then hang up.
       for (const session of sessions) session.close();
-      for (const socket of sockets) if (!h1Active.get(socket) && !isH2(socket)) socket.end();
+      for (const res of h1Answers) if (!res.headersSent) res.shouldKeepAlive = false;
+      // An idle HTTP/1.1 connection goes at once. destroy(), not end(): a request
+      // already on its way in must not be read and run after this point, or it
+      // would be stored with nobody to answer (the client sees the hang-up and
+      // may retry; nothing was done).
+      for (const socket of sockets) if (!h1Active.get(socket) && !isH2(socket)) socket.destroy();
       health?.closeWatchers();
       const timer = setTimeout(() => {
         shutdown.abort();

@@ -14,10 +14,15 @@ import { streamPosts } from "./stream-posts.js";
 
 export interface MessageService {
   postMessage: PostMessage;
-  /** Posts each request in turn and answers each, errors included, in order. */
+  /**
+   * Posts each request in turn and answers each, errors included, in order.
+   * Once `stop` aborts (the server drains), no further request is taken: the
+   * posts started are answered, then the stream ends with UNAVAILABLE.
+   */
   streamPostMessages(
     caller: UserPrincipal,
     requests: AsyncIterable<StreamPostMessagesRequest>,
+    stop?: AbortSignal,
   ): AsyncIterable<StreamPostMessagesResponse>;
   listMessages(caller: UserPrincipal, req: ListMessagesRequest): Promise<ListMessagesResult>;
 }
@@ -26,7 +31,7 @@ export function createMessageService(deps: ServiceDeps, access: ChannelAccess): 
   const postMessage = createPosting(deps, access);
   return {
     postMessage,
-    streamPostMessages: (caller, requests) => streamPosts({ postMessage, logger: deps.logger, now: deps.now }, caller, requests),
+    streamPostMessages: (caller, requests, stop) => streamPosts({ postMessage, logger: deps.logger, now: deps.now }, caller, requests, stop),
     listMessages: createHistory(deps, access),
   };
 }

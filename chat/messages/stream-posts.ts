@@ -20,6 +20,8 @@ import type { UserPrincipal } from "../auth.js";
 import { toConnectError } from "../errors.js";
 import type { PostMessage } from "./posting.js";
 
+const STOPPED = Symbol("stopped");
+
 /** Answers of one stream started but not yet sent to its client. */
 export const MAX_STREAM_IN_FLIGHT = 64;
 
@@ -33,6 +35,7 @@ export function streamPosts(
   deps: StreamPostsDeps,
   caller: UserPrincipal,
   requests: AsyncIterable<StreamPostMessagesRequest>,
+  stop?: AbortSignal,
 ): AsyncIterable<StreamPostMessagesResponse> {
   const answers = new AsyncQueue<Promise<StreamPostMessagesResponse>>(MAX_STREAM_IN_FLIGHT);
   const answer = (req: StreamPostMessagesRequest, onQueued: () => void) =>
@@ -48,8 +51,23 @@ export function streamPosts(
       },
     );
   void (async () => {
+    const iterator = requests[Symbol.asyncIterator]();
+    // Waiting for the next request ends when the server drains: the client may be idle.
+    let onStop: (() => void) | undefined;
+    const stopped = new Promise<typeof STOPPED>((resolve) => {
+      onStop = () => resolve(STOPPED);
+      if (stop?.aborted) onStop();
+      stop?.addEventListener("abort", onStop, { once: true });
+    });
     try {
-      for await (const req of requests) {
+      for (;;) {
+        const next = await Promise.race([iterator.next(), stopped]);
+        if (next === STOPPED) {
+          void iterator.return?.();
+          throw new ConnectError("server shutting down: send the rest to another node", Code.Unavailable);
+        }
+        if (next.done) break;
+        const req = next.value;
         if (caller.expiresAt !== undefined && caller.expiresAt <= deps.now()) {
           throw new ConnectError("token expired", Code.Unauthenticated);
         }
@@ -62,6 +80,8 @@ export function streamPosts(
     } catch (err) {
       // Answers to the posts already started come first, then the error.
       answers.end(err);
+    } finally {
+      if (onStop) stop?.removeEventListener("abort", onStop);
     }
   })();
   return (async function* () {
