@@ -126,6 +126,7 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     knownUsers,
     metrics,
     logger,
+    accessLog: config.accessLog,
   });
 
   // Readiness follows what the node cannot serve without; each change is logged once.

@@ -73,6 +73,7 @@ async function startGatewayWith(w: Wiring, onGateway: (gateway: Gateway) => void
   const gateway = await startGateway({
     config: config.gateway,
     allowedOrigins: config.api.corsOrigins,
+    accessLog: config.accessLog,
     auth,
     backend: remote.backend,
     messages: remote.messages,

@@ -24,6 +24,7 @@ export async function startChatNode(options: { config: Config; logger: Logger; d
     gateway = await startGateway({
       config: config.gateway,
     allowedOrigins: config.api.corsOrigins,
+    accessLog: config.accessLog,
       auth: api.auth,
       backend: api.eventBackend,
       messages: api.handlers.messages,

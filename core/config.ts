@@ -212,6 +212,8 @@ const declared = {
     },
   },
   logLevel: setting("CHAT_LOG_LEVEL", oneOf(LOG_LEVELS).default("info")),
+  /** One info line per RPC and per socket session (method or session, code, duration, user, request id). */
+  accessLog: setting("CHAT_ACCESS_LOG", bool.default(true)),
   /** How long SIGTERM waits for in-flight work before closing anyway. */
   shutdownGraceMs: setting("CHAT_SHUTDOWN_GRACE_MS", integer(0, 600_000).default(10_000)),
 } satisfies Declaration;

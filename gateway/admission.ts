@@ -101,6 +101,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
       upgrading = Math.max(0, upgrading - 1);
       const c = ws.getUserData().connection;
       c.ws = ws;
+      c.openedAt = Date.now();
       connections.add(c);
       return c;
     },

@@ -45,6 +45,8 @@ export class Connection implements SessionTransport {
   queue: Promise<void> = RESOLVED;
   /** Created by the first post or malformed frame: an idle socket keeps one empty field, not three. */
   limits: FrameLimits | undefined;
+  /** When the socket opened (Date.now()), for the session's access log line. */
+  openedAt = 0;
 
   constructor(
     private readonly env: ConnectionEnv,

@@ -49,6 +49,8 @@ export interface GatewayOptions {
    * with 403; clients that send none (not browsers) are not affected.
    */
   allowedOrigins?: readonly string[];
+  /** One info line per socket session when it ends (CHAT_ACCESS_LOG); on unless false. */
+  accessLog?: boolean;
 }
 
 export interface Gateway {
@@ -70,6 +72,7 @@ export interface Gateway {
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const uws = loadUws();
   const { config, backend, fanout, metrics, logger } = options;
+  const accessLog = options.accessLog ?? true;
   const app = uws.App();
   const topics = createTopics(app, fanout, metrics);
   const sessionOptions: EventSessionOptions = { resumeLimit: config.resumeLimit, maxHeldEvents: 10_000, maxCursors: 10_000 };
@@ -129,9 +132,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
     close(ws, code) {
       const c = admission.closed(ws);
+      const reason = closeLabel(code);
       metrics.connections.dec();
-      metrics.closes.inc({ reason: closeLabel(code) });
+      metrics.closes.inc({ reason });
       c.session.close();
+      if (accessLog) logger.info({ session: c.id, user: String(c.user.userId), code, reason, ms: Date.now() - c.openedAt }, "socket session");
     },
   });
   registerHttpRoutes(app, options.registry);

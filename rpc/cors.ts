@@ -8,8 +8,8 @@ import { cors as connectCors } from "@connectrpc/connect";
 import type { NodeRequest, NodeResponse } from "./connect-node-adapter.js";
 
 const allowMethods = connectCors.allowedMethods.join(", ");
-const allowHeaders = [...connectCors.allowedHeaders, "Authorization"].join(", ");
-const exposeHeaders = [...connectCors.exposedHeaders, "Cache-Control"].join(", ");
+const allowHeaders = [...connectCors.allowedHeaders, "Authorization", "X-Request-Id"].join(", ");
+const exposeHeaders = [...connectCors.exposedHeaders, "Cache-Control", "X-Request-Id"].join(", ");
 
 /**
  * Adds CORS headers for allowed origins. Returns true when it answered the

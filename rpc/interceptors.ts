@@ -9,7 +9,11 @@ import type { ApiMetrics } from "../core/metrics.js";
 import { ON_BEHALF_OF_HEADER, type Authenticator, type Principal } from "../chat/auth.js";
 import type { KnownUsers } from "../chat/known-users.js";
 import { MAX_ID } from "../core/ids.js";
+import { codeName } from "../chat/error-codes.js";
 import { toConnectError } from "../chat/errors.js";
+import { RequestInfoSchema } from "../gen/chat/v1/error_pb.js";
+import { randomUUID } from "node:crypto";
+import { performance } from "node:perf_hooks";
 
 /** Where the authentication interceptor leaves the caller for handlers. */
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "principal" });
@@ -61,25 +65,82 @@ export function createAuthInterceptor(auth: Authenticator, policies: Record<stri
   };
 }
 
-export function createObservabilityInterceptor(metrics: Pick<ApiMetrics, "rpcDuration" | "rpcRequests">, logger: Logger): Interceptor {
+/** The header that carries a request's id, in and out. */
+export const REQUEST_ID_HEADER = "x-request-id";
+const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export interface ObservabilityOptions {
+  /** One info line per RPC when it ends: method, code, duration, user, request id (never tokens or texts). */
+  accessLog: boolean;
+  /** Attach a chat.v1.RequestInfo detail to every error (the x-request-id header is always sent). */
+  requestInfoInErrors: boolean;
+}
+
+/**
+ * Around every RPC: its request id (the caller's x-request-id, or a new one)
+ * echoed in the response header and in every error's details; metrics by
+ * method and code; the access log line; and an error line for failures that
+ * are the server's.
+ */
+export function createObservabilityInterceptor(
+  metrics: Pick<ApiMetrics, "rpcDuration" | "rpcRequests">,
+  logger: Logger,
+  options: ObservabilityOptions = { accessLog: true, requestInfoInErrors: true },
+): Interceptor {
   return (next) => async (req) => {
     const method = `${req.service.typeName}/${req.method.name}`;
-    const stopTimer = metrics.rpcDuration.startTimer({ method });
-    try {
-      const res = await next(req);
-      metrics.rpcRequests.inc({ method, code: "ok" });
-      return res;
-    } catch (err) {
-      const connectErr = toConnectError(err);
-      metrics.rpcRequests.inc({ method, code: Code[connectErr.code] ?? String(connectErr.code) });
-      if (connectErr.code === Code.Internal || connectErr.code === Code.Unknown) {
-        logger.error({ err: connectErr.cause ?? err, method }, "rpc failed");
-      } else {
-        logger.debug({ method, code: Code[connectErr.code], msg: connectErr.rawMessage }, "rpc rejected");
+    const started = performance.now();
+    const given = req.header.get(REQUEST_ID_HEADER);
+    const requestId = given !== null && VALID_REQUEST_ID.test(given) ? given : randomUUID();
+    const done = (code: Code | "ok", err?: ConnectError) => {
+      const seconds = (performance.now() - started) / 1000;
+      const name = codeName(code);
+      metrics.rpcDuration.observe({ method }, seconds);
+      metrics.rpcRequests.inc({ method, code: name });
+      const principal = req.contextValues.get(principalKey);
+      const user = principal?.kind === "user" ? String(principal.userId) : principal?.kind;
+      if (err && (err.code === Code.Internal || err.code === Code.Unknown)) {
+        logger.error({ err: err.cause ?? err, method, requestId, user }, "rpc failed");
+      } else if (options.accessLog) {
+        logger.info({ method, code: name, ms: Math.round(seconds * 10_000) / 10, user, requestId }, "rpc");
       }
-      throw connectErr;
-    } finally {
-      stopTimer();
+    };
+    const failed = (err: unknown): ConnectError => {
+      const e = toConnectError(err);
+      e.metadata.set(REQUEST_ID_HEADER, requestId);
+      if (options.requestInfoInErrors) e.details.push({ desc: RequestInfoSchema, value: { requestId } });
+      done(e.code, e);
+      return e;
+    };
+    let res;
+    try {
+      res = await next(req);
+    } catch (err) {
+      throw failed(err);
     }
+    res.header.set(REQUEST_ID_HEADER, requestId);
+    if (!res.stream) {
+      done("ok");
+      return res;
+    }
+    // A stream is done when its last message is: time and code from there.
+    const messages = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        let ended = false;
+        try {
+          yield* messages;
+          ended = true;
+          done("ok");
+        } catch (err) {
+          ended = true;
+          throw failed(err);
+        } finally {
+          // Left early: the client went away.
+          if (!ended) done(Code.Canceled);
+        }
+      })(),
+    };
   };
 }

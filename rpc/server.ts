@@ -51,6 +51,10 @@ export interface RpcServerOptions {
   knownUsers?: KnownUsers;
   metrics: Pick<ApiMetrics, "registry" | "rpcDuration" | "rpcRequests">;
   logger: Logger;
+  /** One info line per RPC (CHAT_ACCESS_LOG); on unless false. */
+  accessLog?: boolean;
+  /** Every error carries its request id as a chat.v1.RequestInfo detail; on unless false. */
+  requestInfoInErrors?: boolean;
 }
 
 /** Every type that the services' files and the extra files declare or import. */
@@ -136,7 +140,10 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     // requests as Any).
     jsonOptions: { ignoreUnknownFields: false, registry: typeRegistry([...services, Health], options.reflectionFiles ?? []) },
     shutdownSignal: shutdown.signal,
-    interceptors: [createObservabilityInterceptor(metrics, logger), createAuthInterceptor(options.auth, options.policies, options.knownUsers)],
+    interceptors: [createObservabilityInterceptor(metrics, logger, {
+        accessLog: options.accessLog ?? true,
+        requestInfoInErrors: options.requestInfoInErrors ?? true,
+      }), createAuthInterceptor(options.auth, options.policies, options.knownUsers)],
     routes(router) {
       options.routes(router, drain.signal);
       health = registerHealth(router, services);

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/v1/error.proto.
  */
 export const file_chat_v1_error: GenFile = /*@__PURE__*/
-  fileDesc("ChNjaGF0L3YxL2Vycm9yLnByb3RvEgdjaGF0LnYxIkAKC0Vycm9yU3RhdHVzEiAKBGNvZGUYASABKA4yEi5jaGF0LnYxLkVycm9yQ29kZRIPCgdtZXNzYWdlGAIgASgJKv8DCglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEhcKE0VSUk9SX0NPREVfQ0FOQ0VMRUQQARIWChJFUlJPUl9DT0RFX1VOS05PV04QAhIfChtFUlJPUl9DT0RFX0lOVkFMSURfQVJHVU1FTlQQAxIgChxFUlJPUl9DT0RFX0RFQURMSU5FX0VYQ0VFREVEEAQSGAoURVJST1JfQ09ERV9OT1RfRk9VTkQQBRIdChlFUlJPUl9DT0RFX0FMUkVBRFlfRVhJU1RTEAYSIAocRVJST1JfQ09ERV9QRVJNSVNTSU9OX0RFTklFRBAHEiEKHUVSUk9SX0NPREVfUkVTT1VSQ0VfRVhIQVVTVEVEEAgSIgoeRVJST1JfQ09ERV9GQUlMRURfUFJFQ09ORElUSU9OEAkSFgoSRVJST1JfQ09ERV9BQk9SVEVEEAoSGwoXRVJST1JfQ09ERV9PVVRfT0ZfUkFOR0UQCxIcChhFUlJPUl9DT0RFX1VOSU1QTEVNRU5URUQQDBIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEA0SGgoWRVJST1JfQ09ERV9VTkFWQUlMQUJMRRAOEhgKFEVSUk9SX0NPREVfREFUQV9MT1NTEA8SHgoaRVJST1JfQ09ERV9VTkFVVEhFTlRJQ0FURUQQEGIGcHJvdG8z");
+  fileDesc("ChNjaGF0L3YxL2Vycm9yLnByb3RvEgdjaGF0LnYxIkAKC0Vycm9yU3RhdHVzEiAKBGNvZGUYASABKA4yEi5jaGF0LnYxLkVycm9yQ29kZRIPCgdtZXNzYWdlGAIgASgJIiEKC1JlcXVlc3RJbmZvEhIKCnJlcXVlc3RfaWQYASABKAkq/wMKCUVycm9yQ29kZRIaChZFUlJPUl9DT0RFX1VOU1BFQ0lGSUVEEAASFwoTRVJST1JfQ09ERV9DQU5DRUxFRBABEhYKEkVSUk9SX0NPREVfVU5LTk9XThACEh8KG0VSUk9SX0NPREVfSU5WQUxJRF9BUkdVTUVOVBADEiAKHEVSUk9SX0NPREVfREVBRExJTkVfRVhDRUVERUQQBBIYChRFUlJPUl9DT0RFX05PVF9GT1VORBAFEh0KGUVSUk9SX0NPREVfQUxSRUFEWV9FWElTVFMQBhIgChxFUlJPUl9DT0RFX1BFUk1JU1NJT05fREVOSUVEEAcSIQodRVJST1JfQ09ERV9SRVNPVVJDRV9FWEhBVVNURUQQCBIiCh5FUlJPUl9DT0RFX0ZBSUxFRF9QUkVDT05ESVRJT04QCRIWChJFUlJPUl9DT0RFX0FCT1JURUQQChIbChdFUlJPUl9DT0RFX09VVF9PRl9SQU5HRRALEhwKGEVSUk9SX0NPREVfVU5JTVBMRU1FTlRFRBAMEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQDRIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEA4SGAoURVJST1JfQ09ERV9EQVRBX0xPU1MQDxIeChpFUlJPUl9DT0RFX1VOQVVUSEVOVElDQVRFRBAQYgZwcm90bzM");
 
 /**
  * An error carried inside a message.
@@ -39,6 +39,30 @@ export type ErrorStatus = Message<"chat.v1.ErrorStatus"> & {
  */
 export const ErrorStatusSchema: GenMessage<ErrorStatus> = /*@__PURE__*/
   messageDesc(file_chat_v1_error, 0);
+
+/**
+ * Attached to every RPC error as a detail (and its id sent as the x-request-id
+ * response header of every RPC), so that an error report names the server log
+ * lines of its request.
+ *
+ * @generated from message chat.v1.RequestInfo
+ */
+export type RequestInfo = Message<"chat.v1.RequestInfo"> & {
+  /**
+   * The request id: the caller's x-request-id header if it sent a valid one
+   * (1 to 128 characters of A-Z, a-z, 0-9 and -_.:), otherwise one the server made.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message chat.v1.RequestInfo.
+ * Use `create(RequestInfoSchema)` to create a new message.
+ */
+export const RequestInfoSchema: GenMessage<RequestInfo> = /*@__PURE__*/
+  messageDesc(file_chat_v1_error, 1);
 
 /**
  * Why a request failed, for errors carried inside messages (stream responses
