@@ -39,6 +39,8 @@ import { compressionBrotli, compressionGzip, universalResponseToNodeResponse } f
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { Logger } from "../core/logger.js";
+import { MethodOptions_IdempotencyLevel as Idempotency } from "@bufbuild/protobuf/wkt";
+import { answerProtocolError, SUPPORTED_CONTENT_TYPES } from "./protocol-errors.js";
 
 /** The connect-node version whose behaviour (above) this module was checked against. */
 export const CHECKED_CONNECT_VERSION = "2.1.2";
@@ -118,12 +120,32 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
     try {
       uReq = universalRequestOf(req, res);
     } catch (err) {
-      res.writeHead(400, { "content-type": "text/plain" }).end(ConnectError.from(err).rawMessage);
+      answerProtocolError(req, res, { status: 400, code: Code.InvalidArgument, message: `bad request: ${ConnectError.from(err).rawMessage}` });
       return true;
     }
     handler(uReq)
       .then(reportMalformedInputAsInvalid)
-      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .then((uRes) => {
+        // connect answers these two with a bare status: say why, in the protocol's shape.
+        if (uRes.status === 415 && !uRes.body) {
+          const given = req.headers["content-type"];
+          return answerProtocolError(req, res, {
+            status: 415,
+            code: Code.Unknown,
+            message: `${given === undefined ? "no Content-Type" : `Content-Type ${JSON.stringify(given)} is not supported`}: send ${SUPPORTED_CONTENT_TYPES}`,
+          });
+        }
+        if (uRes.status === 405 && !uRes.body) {
+          const get = handler.method.idempotency === Idempotency.NO_SIDE_EFFECTS;
+          return answerProtocolError(req, res, {
+            status: 405,
+            code: Code.Unknown,
+            message: `${req.method} is not allowed for ${handler.service.typeName}/${handler.method.name}: use POST${get ? " (or GET, Connect's GET for reads)" : ""}`,
+            headers: { allow: get ? "POST, GET" : "POST" },
+          });
+        }
+        return universalResponseToNodeResponse(uRes, res);
+      })
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
         options.logger.error(

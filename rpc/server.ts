@@ -10,7 +10,7 @@
  * HTTP/2 connection preface starts with "PRI", which no HTTP/1 method does.
  */
 import { createRegistry, type DescService, type Registry } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
+import { Code, type ConnectRouter } from "@connectrpc/connect";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
@@ -25,6 +25,7 @@ import type { KnownUsers } from "../chat/known-users.js";
 import { registerHealth, type HealthState } from "./health.js";
 import { createCors } from "./cors.js";
 import { createAuthInterceptor, createObservabilityInterceptor, type AccessPolicy } from "./interceptors.js";
+import { answerProtocolError } from "./protocol-errors.js";
 import { registerReflection } from "./reflection.js";
 import { createRpcHandler, type NodeRequest, type NodeResponse } from "./connect-node-adapter.js";
 
@@ -191,9 +192,12 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       );
       return;
     }
+    if ((path === "/healthz" || path === "/metrics") && req.method !== "GET") {
+      answerProtocolError(req, res, { status: 405, code: Code.Unknown, message: `${path} takes GET only`, headers: { allow: "GET" } });
+      return;
+    }
     if (rpc(req, res)) return;
-    res.writeHead(404, { "content-type": "text/plain" });
-    res.end("not found\n");
+    answerProtocolError(req, res, { status: 404, code: Code.Unimplemented, message: `no such method: ${path ?? ""}` });
   };
 
   const h1 = http.createServer(handle);
