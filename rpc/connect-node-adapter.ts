@@ -40,6 +40,7 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import type { Logger } from "../core/logger.js";
 import { MethodOptions_IdempotencyLevel as Idempotency } from "@bufbuild/protobuf/wkt";
+import { guardJsonInts } from "./json-int-guard.js";
 import { answerProtocolError, SUPPORTED_CONTENT_TYPES } from "./protocol-errors.js";
 
 /** The connect-node version whose behaviour (above) this module was checked against. */
@@ -123,9 +124,16 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       answerProtocolError(req, res, { status: 400, code: Code.InvalidArgument, message: `bad request: ${ConnectError.from(err).rawMessage}` });
       return true;
     }
-    handler(uReq)
-      .then(reportMalformedInputAsInvalid)
+    const request = uReq;
+    guardJsonInts(handler.method.input, request, options.readMaxBytes ?? Number.MAX_SAFE_INTEGER)
+      .then((guarded) => {
+        if (!(guarded instanceof ConnectError)) return handler(guarded);
+        answerProtocolError(req, res, { status: 400, code: guarded.code, message: guarded.rawMessage });
+        return undefined;
+      })
+      .then((uRes) => uRes && reportMalformedInputAsInvalid(uRes))
       .then((uRes) => {
+        if (!uRes) return;
         // connect answers these two with a bare status: say why, in the protocol's shape.
         if (uRes.status === 415 && !uRes.body) {
           const given = req.headers["content-type"];

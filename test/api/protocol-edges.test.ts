@@ -17,7 +17,7 @@ const call = (path: string, init: RequestInit) => fetch(`${t.url}${path}`, { ...
 
 describe("protocol edges", () => {
   it("answer a missing or unknown Content-Type with 415 and a Connect error that says what to send", async () => {
-    for (const headers of [{}, { "content-type": "application/jsonx" }]) {
+    for (const headers of [{}, { "content-type": "application/jsonx" }] as Array<Record<string, string>>) {
       const res = await call("/chat.v1.UserService/ListUsers", { method: "POST", body: new Uint8Array([123, 125]), headers });
       expect(res.status).toBe(415);
       expect(res.headers.get("content-type")).toBe("application/json");
