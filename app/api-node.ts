@@ -14,6 +14,7 @@ import type { ServiceDeps } from "../chat/deps.js";
 import { createEventPublisher } from "../chat/events.js";
 import { createKnownUsers } from "../chat/known-users.js";
 import { createMessageService } from "../chat/messages/message-service.js";
+import { createSocketTickets } from "../chat/socket-tickets.js";
 import { createUserService } from "../chat/users.js";
 import type { Config } from "../core/config.js";
 import type { Logger } from "../core/logger.js";
@@ -96,6 +97,7 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
     users: createUserService(deps),
     channels: createChannelService(deps, access),
     messages: createMessageService(deps, access),
+    tickets: createSocketTickets({ jwtSecret: secrets.jwtSecret }),
   };
 
   const fanout = createFanout(bus, subjects, {

@@ -9,6 +9,7 @@
  * through the API with the admin credential acting for each user.
  */
 import { createAuthenticator } from "../chat/auth.js";
+import { createSocketTickets } from "../chat/socket-tickets.js";
 import { createFanout, type Fanout } from "../bus/fanout.js";
 import { createIpcFanout } from "../bus/ipc-bus.js";
 import { createNatsBus } from "../bus/nats-bus.js";
@@ -75,6 +76,7 @@ async function startGatewayWith(w: Wiring, onGateway: (gateway: Gateway) => void
     allowedOrigins: config.api.corsOrigins,
     accessLog: config.accessLog,
     auth,
+    tickets: createSocketTickets({ jwtSecret: w.jwtSecret }),
     backend: remote.backend,
     messages: remote.messages,
     fanout: w.fanout,

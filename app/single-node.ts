@@ -26,6 +26,7 @@ export async function startChatNode(options: { config: Config; logger: Logger; d
     allowedOrigins: config.api.corsOrigins,
     accessLog: config.accessLog,
       auth: api.auth,
+      tickets: api.handlers.tickets,
       backend: api.eventBackend,
       messages: api.handlers.messages,
       fanout: api.fanout,

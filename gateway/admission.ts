@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import type { HttpRequest, HttpResponse, us_socket_context_t } from "uWebSockets.js";
 import type { Authenticator, Principal, UserPrincipal } from "../chat/auth.js";
+import type { SocketTickets } from "../chat/socket-tickets.js";
 import { toConnectError } from "../chat/errors.js";
 import type { GatewayConfig } from "../core/config.js";
 import type { Logger } from "../core/logger.js";
@@ -22,6 +23,8 @@ export interface AdmissionOptions {
   /** Browser origins allowed to connect; "*" for any. Upgrades without an Origin header are not browsers'. */
   allowedOrigins: readonly string[];
   auth: Authenticator;
+  /** Redeems ?ticket= (chat.v1.SocketService tickets), the way to connect without a token in the URL. */
+  tickets: SocketTickets;
   metrics: GatewayMetrics;
   logger: Logger;
   /** Makes the connection of an admitted socket. */
@@ -78,7 +81,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
       // the socket right after open (uWS bug uNetworking/uWebSockets#1928, fixed by #1929, not in v20.30).
       let principal: Principal;
       try {
-        principal = auth.authenticate(authorization);
+        const ticket = query.get("ticket");
+        principal = ticket !== null && header === "" ? options.tickets.redeem(ticket) : auth.authenticate(authorization);
       } catch (err) {
         return reject("401 Unauthorized", `${toConnectError(err).rawMessage}\n`, ["www-authenticate", "Bearer"]);
       }

@@ -14,6 +14,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Registry } from "prom-client";
 import type { Authenticator } from "../chat/auth.js";
+import type { SocketTickets } from "../chat/socket-tickets.js";
 import type { MessageService } from "../chat/messages/message-service.js";
 import type { Fanout } from "../bus/fanout.js";
 import type { Address, GatewayConfig } from "../core/config.js";
@@ -34,6 +35,8 @@ import { loadUws } from "./uws.js";
 export interface GatewayOptions {
   config: GatewayConfig;
   auth: Authenticator;
+  /** Redeems socket tickets (?ticket=). */
+  tickets: SocketTickets;
   backend: EventBackend;
   messages: Pick<MessageService, "postMessage">;
   fanout: Fanout;
@@ -96,6 +99,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     config,
     allowedOrigins: options.allowedOrigins ?? [],
     auth: options.auth,
+    tickets: options.tickets,
     metrics,
     logger,
     connect: (user, format, holdUntil) => new Connection(env, connectionsSeen++, user, format, holdUntil),

@@ -4,6 +4,10 @@ import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@co
 import { ChannelService } from "../gen/chat/v1/channel_pb.js";
 import { MessageService } from "../gen/chat/v1/message_pb.js";
 import { UserService } from "../gen/chat/v1/user_pb.js";
+import { CreateSocketTicketResponseSchema, SocketService } from "../gen/chat/v1/socket_pb.js";
+import type { SocketTickets } from "../chat/socket-tickets.js";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Principal, UserPrincipal } from "../chat/auth.js";
 import { principalKey, type AccessPolicy } from "./interceptors.js";
 import type { ChannelService as Channels } from "../chat/channels/channel-service.js";
@@ -11,7 +15,7 @@ import type { MessageService as Messages } from "../chat/messages/message-servic
 import type { UserService as Users } from "../chat/users.js";
 
 /** The chat services this server speaks (health and reflection come on top). */
-export const CHAT_SERVICES: DescService[] = [UserService, ChannelService, MessageService];
+export const CHAT_SERVICES: DescService[] = [UserService, ChannelService, MessageService, SocketService];
 
 /** Who may call what; chat methods not listed need a user token. */
 export const CHAT_POLICIES: Record<string, AccessPolicy> = {
@@ -38,6 +42,7 @@ export interface ChatHandlers {
   users: Users;
   channels: Channels;
   messages: Messages;
+  tickets: SocketTickets;
 }
 
 /** `draining` aborts when the server starts draining: streams of posts stop taking new posts then. */
@@ -70,6 +75,12 @@ export function registerChatServices(router: ConnectRouter, h: ChatHandlers, dra
       // caches may keep them (Connect GET). Responses are per user: never shared caches.
       ctx.responseHeader.set("cache-control", immutable ? "private, max-age=86400, immutable" : "private, no-cache");
       return response;
+    },
+  });
+  router.service(SocketService, {
+    createSocketTicket: async (_req, ctx) => {
+      const { ticket, expiresAt } = h.tickets.issue(user(ctx));
+      return create(CreateSocketTicketResponseSchema, { ticket, expiresAt: timestampFromMs(expiresAt) });
     },
   });
 }
