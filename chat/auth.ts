@@ -74,13 +74,10 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
     } catch (err) {
       throw new ConnectError("invalid token", Code.Unauthenticated, undefined, undefined, err);
     }
-    const subject = payload.sub;
-    // Canonical decimal (no leading zeros) within the id range: anything else names no user.
-    if (typeof subject !== "string" || !/^[1-9]\d{0,18}$/.test(subject) || BigInt(subject) > MAX_ID) {
-      throw new ConnectError("invalid token: bad subject", Code.Unauthenticated);
-    }
+    const userId = userIdOfSubject(payload.sub);
+    if (userId === undefined) throw new ConnectError("invalid token: bad subject", Code.Unauthenticated);
     if (typeof payload.exp !== "number") throw new ConnectError("invalid token: bad exp", Code.Unauthenticated);
-    return Object.freeze({ kind: "user" as const, userId: BigInt(subject), expiresAt: payload.exp * 1000 });
+    return Object.freeze({ kind: "user" as const, userId, expiresAt: payload.exp * 1000 });
   };
 
   return {
@@ -109,6 +106,16 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
       return principal;
     },
   };
+}
+
+/**
+ * The user id a token's (or ticket's) subject names: a canonical decimal
+ * (no leading zeros) within the id range; anything else names no user.
+ */
+export function userIdOfSubject(subject: unknown): bigint | undefined {
+  if (typeof subject !== "string" || !/^[1-9]\d{0,18}$/.test(subject)) return undefined;
+  const id = BigInt(subject);
+  return id > MAX_ID ? undefined : id;
 }
 
 function bearerToken(authorization: string | null | undefined): string {

@@ -14,8 +14,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { createSigner, createVerifier } from "fast-jwt";
 import { LRUCache } from "lru-cache";
 import { randomBytes } from "node:crypto";
-import { MAX_ID } from "../core/ids.js";
-import type { UserPrincipal } from "./auth.js";
+import { userIdOfSubject, type UserPrincipal } from "./auth.js";
 
 export const TICKET_TTL_SECONDS = 30;
 const ISSUER = "chat";
@@ -54,13 +53,15 @@ export function createSocketTickets(options: { jwtSecret: string; now?: () => nu
       } catch (err) {
         throw new ConnectError("invalid ticket", Code.Unauthenticated, undefined, undefined, err);
       }
-      const { sub, exp, jti, sexp } = claims;
-      if (typeof sub !== "string" || !/^[1-9]\d{0,18}$/.test(sub) || BigInt(sub) > MAX_ID) throw new ConnectError("invalid ticket", Code.Unauthenticated);
-      if (typeof exp !== "number" || typeof sexp !== "number" || typeof jti !== "string") throw new ConnectError("invalid ticket", Code.Unauthenticated);
+      const { exp, jti, sexp } = claims;
+      const userId = userIdOfSubject(claims.sub);
+      if (userId === undefined || typeof exp !== "number" || typeof sexp !== "number" || typeof jti !== "string") {
+        throw new ConnectError("invalid ticket", Code.Unauthenticated);
+      }
       if (exp * 1000 <= now()) throw new ConnectError("ticket expired: get a new one", Code.Unauthenticated);
       if (redeemed.has(jti)) throw new ConnectError("ticket already used: get a new one", Code.Unauthenticated);
       redeemed.set(jti, true);
-      return { kind: "user", userId: BigInt(sub), expiresAt: sexp * 1000 };
+      return { kind: "user", userId, expiresAt: sexp * 1000 };
     },
   };
 }

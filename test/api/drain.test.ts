@@ -45,6 +45,19 @@ async function userIn(url: string): Promise<{ token: string; channelId: bigint }
   return { token, channelId };
 }
 
+/** Every message text of the channel, oldest first. */
+async function storedTexts(url: string, token: string, channelId: bigint): Promise<string[]> {
+  const me = clients(connect(url, token, "1.1"));
+  const stored: string[] = [];
+  let after = 0n;
+  for (;;) {
+    const page = await me.messages.listMessages({ channelId, after, limit: 200, order: MessageOrder.OLDEST_FIRST });
+    stored.push(...page.messages.map((m) => m.text));
+    if (!page.hasMore) return stored;
+    after = page.nextCursor;
+  }
+}
+
 describe("the drain on SIGTERM", () => {
   it("never crashes on a request that completes, with a health check pipelined behind it, while draining", async () => {
     // The race window: the body's end (and the pipelined GET) arrives at different moments of the drain.
@@ -95,15 +108,7 @@ describe("the drain on SIGTERM", () => {
 
     const again = await startChatProcess(env);
     try {
-      const me = clients(connect(again.url, token, "1.1"));
-      const stored: string[] = [];
-      let after = 0n;
-      for (;;) {
-        const page = await me.messages.listMessages({ channelId, after, limit: 200, order: MessageOrder.OLDEST_FIRST });
-        stored.push(...page.messages.map((m) => m.text));
-        if (!page.hasMore) break;
-        after = page.nextCursor;
-      }
+      const stored = await storedTexts(again.url, token, channelId);
       expect(answered.size).toBeGreaterThan(50);
       const storedButUnanswered = stored.filter((key) => !answered.has(key)).map((key) => `${key}: ${failed.get(key)}`);
       expect(storedButUnanswered).toEqual([]);
@@ -143,15 +148,7 @@ describe("the drain on SIGTERM", () => {
 
     const again = await startChatProcess(env);
     try {
-      const me = clients(connect(again.url, token, "1.1"));
-      const stored: string[] = [];
-      let after = 0n;
-      for (;;) {
-        const page = await me.messages.listMessages({ channelId, after, limit: 200, order: MessageOrder.OLDEST_FIRST });
-        stored.push(...page.messages.map((m) => m.text));
-        if (!page.hasMore) break;
-        after = page.nextCursor;
-      }
+      const stored = await storedTexts(again.url, token, channelId);
       expect(stored.length).toBeGreaterThan(10);
       expect(stored.filter((key) => !acked.has(key))).toEqual([]);
     } finally {

@@ -4,8 +4,8 @@
  * enum's, and the README's table is rendered from it.
  */
 import { Code } from "@connectrpc/connect";
-import { readFileSync, writeFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { expectReadmeTable } from "../support/readme-table.js";
 import { codeName, ERROR_CODES } from "../../chat/error-codes.js";
 import { ErrorCode } from "../../gen/chat/v1/error_pb.js";
 
@@ -31,12 +31,6 @@ describe("the error vocabulary", () => {
   });
 
   it("is the README's table", () => {
-    const readme = readFileSync("README.md", "utf8");
-    const start = readme.indexOf(BEGIN);
-    const end = readme.indexOf(END);
-    expect(start, `README.md lacks the marker ${BEGIN}`).toBeGreaterThan(0);
-    // UPDATE_DOCS=1 npx vitest run test/api/error-codes.test.ts rewrites the table.
-    if (process.env.UPDATE_DOCS) writeFileSync("README.md", `${readme.slice(0, start + BEGIN.length)}\n${renderTable()}\n${readme.slice(end)}`);
-    else expect(readme.slice(start + BEGIN.length, end).trim(), "run with UPDATE_DOCS=1 to rewrite the README's table").toBe(renderTable());
+    expectReadmeTable(BEGIN, END, renderTable());
   });
 });

@@ -4,9 +4,10 @@
  * gateway closes no socket with a code of its own.
  */
 import { Code } from "@connectrpc/connect";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { expectReadmeTable } from "../support/readme-table.js";
 import { closeLabel, DISCONNECT, type Disconnect } from "../../realtime/disconnect.js";
 
 const BEGIN = "<!-- close codes: rendered from realtime/disconnect.ts; test/gateway/disconnect.test.ts checks it -->";
@@ -26,13 +27,7 @@ function renderTable(): string {
 
 describe("disconnect table", () => {
   it("is the README's close-code table", () => {
-    const readme = readFileSync("README.md", "utf8");
-    const start = readme.indexOf(BEGIN);
-    const end = readme.indexOf(END);
-    expect(start, `README.md lacks the marker ${BEGIN}`).toBeGreaterThan(0);
-    // UPDATE_DOCS=1 npx vitest run test/gateway/disconnect.test.ts rewrites the table.
-    if (process.env.UPDATE_DOCS) writeFileSync("README.md", `${readme.slice(0, start + BEGIN.length)}\n${renderTable()}\n${readme.slice(end)}`);
-    else expect(readme.slice(start + BEGIN.length, end).trim(), "run with UPDATE_DOCS=1 to rewrite the README's table").toBe(renderTable());
+    expectReadmeTable(BEGIN, END, renderTable());
   });
 
   it("has one entry per code, each with a metric label of its own", () => {
