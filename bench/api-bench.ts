@@ -63,6 +63,8 @@ async function main() {
     CHAT_DATA_DIR: dataDir,
     CHAT_ADMIN_TOKEN: ADMIN,
     CHAT_LOG_LEVEL: "info",
+    // CHAT_BENCH_ACCESS_LOG=false measures the server without its access log (one line per RPC).
+    CHAT_ACCESS_LOG: process.env.CHAT_BENCH_ACCESS_LOG ?? "true",
   });
   const result: Record<string, unknown> = { machine: machineInfo(), params: { SECONDS, CONCURRENCY, HISTORY, READS } };
   try {

@@ -9,12 +9,16 @@ import { createInterface } from "node:readline";
 /** The compiled entry point, found from the repository root (the working directory). */
 export const CHAT_BIN = path.resolve("dist/bin/chat.js");
 
+/** Log lines kept per process (the newest). */
+const MAX_LOGS = 20_000;
+
 export interface ChatProcess {
   child: ChildProcess;
   /** The API's base URL. */
   url: string;
   /** The gateway's WebSocket URLs (ws://host:port/ws), one per listen address. */
   gatewayUrls: string[];
+  /** Its log lines, parsed (the newest 10,000 to 20,000). */
   logs: Array<Record<string, unknown>>;
   /** Everything the process wrote to stderr so far (Node's inspector URL goes there). */
   stderr(): string;
@@ -46,6 +50,8 @@ export async function startChatProcess(
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
+        // Bounded: a benchmark's server writes an access line per request.
+        if (logs.length > MAX_LOGS) logs.splice(0, logs.length - MAX_LOGS / 2);
         if (entry.msg === "chat started" && typeof entry.api === "string") {
           clearTimeout(timer);
           gatewayUrls = Array.isArray(entry.gateway) ? (entry.gateway as string[]) : [];
