@@ -22,10 +22,6 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     private readonly onOverflow: () => unknown = () => new Error(`queue overflow: more than ${max} items`),
   ) {}
 
-  get size(): number {
-    return this.items.length;
-  }
-
   /** Ended or failed: nothing more will be taken (the consumer may also have gone). */
   get closed(): boolean {
     return this.ended || this.error !== undefined;

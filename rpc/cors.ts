@@ -6,10 +6,11 @@
  */
 import { cors as connectCors } from "@connectrpc/connect";
 import type { NodeRequest, NodeResponse } from "./connect-node-adapter.js";
+import { REQUEST_ID_HEADER } from "./interceptors.js";
 
 const allowMethods = connectCors.allowedMethods.join(", ");
-const allowHeaders = [...connectCors.allowedHeaders, "Authorization", "X-Request-Id"].join(", ");
-const exposeHeaders = [...connectCors.exposedHeaders, "Cache-Control", "X-Request-Id"].join(", ");
+const allowHeaders = [...connectCors.allowedHeaders, "Authorization", REQUEST_ID_HEADER].join(", ");
+const exposeHeaders = [...connectCors.exposedHeaders, "Cache-Control", REQUEST_ID_HEADER].join(", ");
 
 /**
  * Adds CORS headers for allowed origins. Returns true when it answered the
