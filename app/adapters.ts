@@ -24,7 +24,7 @@ import { claimNodeLease } from "../store/cassandra/node-lease.js";
 import { createStoreFastLog, type FastLog } from "../store/fast-log.js";
 import { createJetStreamFastLog } from "../store/jetstream/jetstream-fast-log.js";
 import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
-import { StoreUnavailableError, type ChatStore } from "../store/store.js";
+import { StoreUnavailableError, type AppendResult, type ChatStore } from "../store/store.js";
 
 export interface OpenStore {
   store: ChatStore;
@@ -98,10 +98,12 @@ export interface FastLogDeps {
   subjects: Subjects;
   logger: Logger;
   metrics: ApiMetrics;
+  /** A record the write-behind stored, with the seq the store gave it. */
+  onStored: (result: AppendResult) => void;
 }
 
 /** On NATS, a JetStream stream drained into the store; otherwise the store itself. */
-export async function openFastLog(config: Config, { store, nats, subjects, logger, metrics }: FastLogDeps): Promise<FastLog> {
+export async function openFastLog(config: Config, { store, nats, subjects, logger, metrics, onStored }: FastLogDeps): Promise<FastLog> {
   if (!nats) return createStoreFastLog(store);
   return await createJetStreamFastLog({
     connection: nats.connection,
@@ -110,6 +112,7 @@ export async function openFastLog(config: Config, { store, nats, subjects, logge
     ...config.bus.nats.fastLog,
     logger,
     onRecord: (outcome) => metrics.fastLogRecords.inc({ outcome }),
+    onStored,
   }).catch((err: unknown) => {
     throw new StartupError(`cannot open the FAST channels' JetStream log: ${(err as Error).message}`, { cause: err });
   });

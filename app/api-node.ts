@@ -14,6 +14,7 @@ import type { ServiceDeps } from "../chat/deps.js";
 import { createEventPublisher } from "../chat/events.js";
 import { createKnownUsers } from "../chat/known-users.js";
 import { createMessageService } from "../chat/messages/message-service.js";
+import { publishStoredFastPost } from "../chat/messages/posting.js";
 import { createSocketTickets } from "../chat/socket-tickets.js";
 import { createUserService } from "../chat/users.js";
 import type { Config } from "../core/config.js";
@@ -77,13 +78,21 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
   const { store, cassandra } = await openStore(config, metrics);
   const { bus, nats, busEvents } = await openBus(config, logger);
   const subjects = createSubjects(config.bus.subjectPrefix);
-  const fastLog = await openFastLog(config, { store, nats, subjects, logger, metrics });
+  const events = createEventPublisher({ bus, subjects, logger, metrics });
+  const fastLog = await openFastLog(config, {
+    store,
+    nats,
+    subjects,
+    logger,
+    metrics,
+    onStored: (result) => void publishStoredFastPost(events, result),
+  });
   const nodeIds = await openNodeIds(config, cassandra, logger);
 
   const deps: ServiceDeps = {
     store,
     ids: nodeIds.ids,
-    events: createEventPublisher({ bus, subjects, logger, metrics }),
+    events,
     fastLog,
     auth,
     metrics,
@@ -117,6 +126,7 @@ export async function startApi({ config, logger, defaultMetrics }: StartApiOptio
       registerChatServices(router, handlers, draining);
       registerEventService(router, {
         backend: eventBackend,
+        listChanges: (caller, req) => handlers.messages.listChanges(caller, req),
         fanout,
         busEvents,
         draining,

@@ -3,11 +3,13 @@
  * gateway, gRPC event streams): one bus subscription per channel or user
  * subject that has at least one local listener, taken with the first listener
  * and dropped with the last. Listeners of a subject are called in the order
- * the bus delivers, so every listener sees one channel's events in order.
+ * the bus delivers, with each channel's logged changes put in seq order
+ * first (seq-order.ts), so every listener sees one channel's events in order.
  */
 import type { Event } from "../gen/chat/v1/event_pb.js";
 import type { Bus } from "./bus.js";
 import { forEachMember, type OneOrMany } from "./one-or-many.js";
+import { SeqOrder } from "./seq-order.js";
 import { createSubjectInterest } from "./subject-interest.js";
 import type { Subjects } from "./subjects.js";
 
@@ -60,11 +62,16 @@ export function createFanout(bus: Bus, subjects: Subjects, options: FanoutOption
     const listeners = interest.membersOf(subject);
     if (listeners) callListeners(listeners, event, options.onListenerError);
   };
-  const interest = createSubjectInterest<EventListener>(bus, deliver);
+  const order = new SeqOrder(deliver);
+  const interest = createSubjectInterest<EventListener>(bus, (event, subject) => order.offer(event, subject));
 
   return {
     watchChannel: (channelId, listener) => interest.add(subjects.channel(channelId), listener),
-    unwatchChannel: (channelId, listener) => interest.remove(subjects.channel(channelId), listener),
+    unwatchChannel: (channelId, listener) => {
+      const subject = subjects.channel(channelId);
+      interest.remove(subject, listener);
+      if (interest.membersOf(subject) === undefined) order.forget(subject);
+    },
     watchUser: (userId, listener) => interest.add(subjects.user(userId), listener),
     unwatchUser: (userId, listener) => interest.remove(subjects.user(userId), listener),
     get subscriptionCount() {

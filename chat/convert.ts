@@ -11,7 +11,14 @@ import {
   type Channel,
   type Membership,
 } from "../gen/chat/v1/channel_pb.js";
-import { MessageSchema, type Message } from "../gen/chat/v1/message_pb.js";
+import {
+  MessageSchema,
+  ReactionSchema,
+  ThreadSummarySchema,
+  type Message,
+  type Reaction,
+  type ThreadSummary,
+} from "../gen/chat/v1/message_pb.js";
 import { UserSchema, type User } from "../gen/chat/v1/user_pb.js";
 import { timestampOfId } from "../core/ids.js";
 import type { Principal } from "./auth.js";
@@ -21,8 +28,12 @@ import type {
   DeliveryKind,
   MembershipRecord,
   MessageRecord,
+  ReactionSummary,
+  StoredMessage,
+  ThreadSummaryRecord,
   UserRecord,
 } from "../store/store.js";
+import { newStoredMessage } from "../store/store.js";
 
 export const ts = (ms: number): Timestamp => timestampFromMs(ms);
 
@@ -95,13 +106,46 @@ export function membershipToProto(m: MembershipRecord): Membership {
   });
 }
 
-export function messageToProto(m: MessageRecord): Message {
+/**
+ * A message as a viewer sees it. myEmoji: the emoji the viewer reacted with
+ * on this message (Reaction.me); absent in broadcast events.
+ */
+export function messageToProto(m: StoredMessage, myEmoji?: ReadonlySet<string>): Message {
+  const deleted = m.deletedAt !== 0;
   return create(MessageSchema, {
     id: m.id,
     channelId: m.channelId,
     senderId: m.senderId,
-    text: m.text,
+    // Belt and braces: a deleted message's text never leaves, whatever a store holds.
+    text: deleted ? "" : m.text,
     createdAt: ts(timestampOfId(m.id)),
     clientMsgId: m.clientMsgId,
+    threadRootId: m.threadRootId,
+    alsoToChannel: m.alsoToChannel,
+    ...(m.editedAt !== 0 && !deleted && { editedAt: ts(m.editedAt) }),
+    deleted,
+    ...(m.thread && { thread: threadToProto(m.thread) }),
+    reactions: deleted ? [] : m.reactions.map((r) => reactionToProto(r, myEmoji?.has(r.emoji) ?? false)),
+    mentionedUserIds: deleted ? [] : m.mentions.userIds,
+    mentionsChannel: !deleted && m.mentions.channel,
+    mentionsHere: !deleted && m.mentions.here,
+    ...(m.pinnedAt !== 0 && !deleted && { pinnedAt: ts(m.pinnedAt), pinnedBy: m.pinnedBy }),
   });
+}
+
+/** A message just posted, before anything changed it; or, if it is a stored one, as it is now. */
+export function postedToProto(m: MessageRecord | StoredMessage): Message {
+  return messageToProto("editedAt" in m ? m : newStoredMessage(m));
+}
+
+export function threadToProto(t: ThreadSummaryRecord): ThreadSummary {
+  return create(ThreadSummarySchema, {
+    replyCount: t.replyCount,
+    latestReplyAt: ts(timestampOfId(t.latestReplyId)),
+    recentReplierIds: t.recentReplierIds,
+  });
+}
+
+export function reactionToProto(r: ReactionSummary, me: boolean): Reaction {
+  return create(ReactionSchema, { emoji: r.emoji, count: r.count, me, userIds: r.userIds });
 }

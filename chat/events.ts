@@ -9,14 +9,20 @@ import type { Bus } from "../bus/bus.js";
 import type { Subjects } from "../bus/subjects.js";
 import type { Logger } from "../core/logger.js";
 import type { ApiMetrics } from "../core/metrics.js";
-import { EventSchema } from "../gen/chat/v1/event_pb.js";
+import { EventSchema, type Event } from "../gen/chat/v1/event_pb.js";
 import type { Message } from "../gen/chat/v1/message_pb.js";
 import type { ChannelRecord, MembershipRecord } from "../store/store.js";
 import { channelToProto, deliveryModeOf, membershipToProto, ts } from "./convert.js";
 
 export interface EventPublisher {
-  /** Takes the protobuf message so that the post path converts it once, for the answer and the event. */
-  messagePosted(channel: ChannelRecord, message: Message): Promise<void>;
+  /**
+   * Takes the protobuf message so that the post path converts it once, for
+   * the answer and the event. seq: the post's place in the channel's change
+   * log; 0n when it has none (yet): EPHEMERAL posts, FAST ones ahead of the store.
+   */
+  messagePosted(channel: ChannelRecord, message: Message, seq: bigint): Promise<void>;
+  /** A logged change to a message (change-events.ts made the event), on its channel's subject. */
+  messageChanged(event: Event): Promise<void>;
   memberJoined(channel: ChannelRecord, membership: MembershipRecord, byUserId: bigint): Promise<void>;
   memberLeft(channel: ChannelRecord, userId: bigint, byUserId: bigint): Promise<void>;
   channelCreated(channel: ChannelRecord): Promise<void>;
@@ -39,8 +45,11 @@ export function createEventPublisher(deps: EventPublisherDeps): EventPublisher {
   const { bus, subjects, logger, metrics } = deps;
   const now = deps.now ?? Date.now;
 
-  const publish = async (channelId: bigint, payload: Payload, targets: string[]) => {
-    const event = create(EventSchema, { at: ts(now()), channelId, payload });
+  const publish = (channelId: bigint, payload: Payload, targets: string[], seq = 0n) =>
+    send(create(EventSchema, { at: ts(now()), channelId, seq, payload }), targets);
+
+  const send = async (event: Event, targets: string[]) => {
+    const payload = event.payload;
     metrics.eventsPublished.inc({ kind: payload.case ?? "none" });
     for (const subject of targets) {
       try {
@@ -52,12 +61,14 @@ export function createEventPublisher(deps: EventPublisherDeps): EventPublisher {
   };
 
   return {
-    messagePosted: (channel, message) =>
+    messagePosted: (channel, message, seq) =>
       publish(
         channel.id,
         { case: "messagePosted", value: { message, delivery: deliveryModeOf(channel) } },
         [subjects.channel(channel.id)],
+        seq,
       ),
+    messageChanged: (event) => send(event, [subjects.channel(event.channelId)]),
     // The user's subject last: the gateway subscribes the joiner's sockets on
     // it, so they see the event once (not also through the channel).
     memberJoined: (channel, membership, byUserId) =>

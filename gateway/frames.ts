@@ -84,7 +84,7 @@ export function createFrameHandler(options: FrameHandlerOptions): FrameHandler {
             c.session.releaseAll();
           }
           messages
-            .postMessage(c.user, create(PostMessageRequestSchema, { channelId: p.channelId, text: p.text, clientMsgId: p.clientMsgId }), queued)
+            .postMessage(c.user, create(PostMessageRequestSchema, { channelId: p.channelId, text: p.text, clientMsgId: p.clientMsgId, threadRootId: p.threadRootId, alsoToChannel: p.alsoToChannel }), queued)
             .then(
               ({ message, duplicate }) => c.send(frame({ case: "ack", value: { clientMsgId: p.clientMsgId, message, duplicate } })),
               (err: unknown) => {

@@ -8,24 +8,10 @@ import { create } from "@bufbuild/protobuf";
 import type { UserPrincipal } from "../chat/auth.js";
 import type { ChannelService } from "../chat/channels/channel-service.js";
 import type { KnownUsers } from "../chat/known-users.js";
-import { MAX_PAGE } from "../chat/messages/history.js";
-import type { MessageService } from "../chat/messages/message-service.js";
-import {
-  GetChannelRequestSchema,
-  ListMyChannelsRequestSchema,
-  type DeliveryMode,
-  type GetChannelRequest,
-  type GetChannelResponse,
-  type ListMyChannelsRequest,
-  type ListMyChannelsResponse,
-} from "../gen/chat/v1/channel_pb.js";
-import {
-  ListMessagesRequestSchema,
-  MessageOrder,
-  type ListMessagesRequest,
-  type ListMessagesResponse,
-  type Message,
-} from "../gen/chat/v1/message_pb.js";
+import { MAX_CHANGES_PAGE, type MessageService } from "../chat/messages/message-service.js";
+import { ListMyChannelsRequestSchema, type ListMyChannelsRequest, type ListMyChannelsResponse } from "../gen/chat/v1/channel_pb.js";
+import type { Event } from "../gen/chat/v1/event_pb.js";
+import { ListChangesRequestSchema, type ListChangesRequest, type ListChangesResponse } from "../gen/chat/v1/event_service_pb.js";
 
 /** What a session needs from the API. */
 export interface EventBackend {
@@ -35,23 +21,27 @@ export interface EventBackend {
    */
   channelsOf(user: UserPrincipal, stillWanted?: () => boolean): Promise<bigint[]>;
   /**
-   * Up to `limit` messages of the channel after `after`, oldest first, with
-   * the channel's delivery mode. Throws NOT_FOUND or PERMISSION_DENIED for
-   * channels the user may not read.
+   * Up to `limit` of the channel's changes after afterSeq, in order, as
+   * events showing each message as it is now. Throws NOT_FOUND or
+   * PERMISSION_DENIED for channels the user may not read.
    */
-  missed(
-    user: UserPrincipal,
-    channelId: bigint,
-    after: bigint,
-    limit: number,
-  ): Promise<{ messages: Message[]; hasMore: boolean; delivery: DeliveryMode }>;
+  missed(user: UserPrincipal, channelId: bigint, afterSeq: bigint, limit: number): Promise<MissedChanges>;
 }
 
-/** The three reads a session needs, in whatever way they reach the API. */
+export interface MissedChanges {
+  events: Event[];
+  /** The seq the replay reached: afterSeq when nothing was missed. */
+  lastSeq: bigint;
+  /** More changes follow lastSeq than `limit` allowed. */
+  hasMore: boolean;
+  /** False when some changes after afterSeq are no longer kept. */
+  complete: boolean;
+}
+
+/** The two reads a session needs, in whatever way they reach the API. */
 export interface ReadApi {
   listMyChannels(user: UserPrincipal, req: ListMyChannelsRequest): Promise<ListMyChannelsResponse>;
-  getChannel(user: UserPrincipal, req: GetChannelRequest): Promise<GetChannelResponse>;
-  listMessages(user: UserPrincipal, req: ListMessagesRequest): Promise<ListMessagesResponse>;
+  listChanges(user: UserPrincipal, req: ListChangesRequest): Promise<ListChangesResponse>;
 }
 
 export function createEventBackend(api: ReadApi): EventBackend {
@@ -66,27 +56,23 @@ export function createEventBackend(api: ReadApi): EventBackend {
       } while (pageToken !== "");
       return ids;
     },
-    async missed(user, channelId, after, limit) {
-      const { channel } = await api.getChannel(user, create(GetChannelRequestSchema, { channelId }));
-      const found: Message[] = [];
-      let cursor = after;
+    async missed(user, channelId, afterSeq, limit) {
+      const events: Event[] = [];
+      let lastSeq = afterSeq;
       let hasMore = true;
-      // Pages of at most MAX_PAGE, the API's own bound, until the limit.
-      while (hasMore && found.length < limit) {
-        const response = await api.listMessages(
+      let complete = true;
+      // Pages of at most MAX_CHANGES_PAGE, the API's own bound, until the limit.
+      while (hasMore && events.length < limit) {
+        const page = await api.listChanges(
           user,
-          create(ListMessagesRequestSchema, {
-            channelId,
-            after: cursor,
-            limit: Math.min(MAX_PAGE, limit - found.length),
-            order: MessageOrder.OLDEST_FIRST,
-          }),
+          create(ListChangesRequestSchema, { channelId, afterSeq: lastSeq, limit: Math.min(MAX_CHANGES_PAGE, limit - events.length) }),
         );
-        found.push(...response.messages);
-        hasMore = response.hasMore;
-        cursor = response.nextCursor;
+        events.push(...page.events);
+        hasMore = page.hasMore;
+        complete &&= page.complete;
+        lastSeq = page.nextSeq;
       }
-      return { messages: found, hasMore, delivery: channel!.delivery };
+      return { events, lastSeq, hasMore, complete };
     },
   };
 }
@@ -102,8 +88,6 @@ export function createLocalEventBackend(channels: ChannelService, messages: Mess
       await knownUsers.require(user.userId);
       return channels.listMyChannels(user, req);
     },
-    getChannel: (user, req) => channels.getChannel(user, req),
-    listMessages: async (user, req) => (await messages.listMessages(user, req)).response,
+    listChanges: (user, req) => messages.listChanges(user, req),
   });
 }
-

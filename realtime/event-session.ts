@@ -5,19 +5,19 @@
  *
  * Each channel is either live (the transport delivers its events, e.g. via a
  * uWebSockets.js topic) or held (its events are buffered here). Resuming a
- * channel holds it, replays what was missed from the store, sends a
- * `resumed` marker, then flushes the buffer (skipping messages already
- * replayed) and makes it live again, all in one synchronous step, so the
- * client sees the missed messages, in order, before any new event.
+ * channel holds it, replays the changes missed since the client's cursor
+ * from the channel's change log (posts, edits, deletes, reactions, thread
+ * updates, pins: Event.seq), sends a `resumed` marker, then flushes the
+ * buffer (skipping changes already replayed) and makes it live again, all in
+ * one synchronous step, so the client sees each missed change once, in
+ * order, before any new event.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import type { Fanout } from "../bus/fanout.js";
-import { EventSchema, type Event } from "../gen/chat/v1/event_pb.js";
+import type { Event } from "../gen/chat/v1/event_pb.js";
 import type { ErrorCode } from "../gen/chat/v1/error_pb.js";
 import { ServerFrameSchema, type ChannelCursor, type ServerFrame } from "../gen/chat/v1/frame_pb.js";
-import type { Message } from "../gen/chat/v1/message_pb.js";
 import type { EventBackend } from "./event-backend.js";
 import type { UserPrincipal } from "../chat/auth.js";
 import { toConnectError } from "../chat/errors.js";
@@ -35,7 +35,7 @@ export interface SessionTransport {
 }
 
 export interface EventSessionOptions {
-  /** Most messages replayed per channel and resume. */
+  /** Most changes replayed per channel and resume. */
   resumeLimit: number;
   /** Most events buffered for held channels before the client is cut off. */
   maxHeldEvents: number;
@@ -46,8 +46,8 @@ export interface EventSessionOptions {
 type FrameInit = NonNullable<MessageInitShape<typeof ServerFrameSchema>["frame"]>;
 export const frame = (f: FrameInit): ServerFrame => create(ServerFrameSchema, { frame: f });
 
-const messageIdOf = (event: Event): bigint | undefined =>
-  event.payload.case === "messagePosted" ? event.payload.value.message?.id : undefined;
+/** A logged change's place in its channel's log; undefined for events outside it (seq 0). */
+const seqOf = (event: Event): bigint | undefined => (event.seq === 0n ? undefined : event.seq);
 const eventFrame = (event: Event) => frame({ case: "event", value: event });
 
 /**
@@ -84,10 +84,10 @@ interface Holds {
   held: Map<bigint, { events: Event[]; listener: (event: Event) => void }>;
   heldCount: number;
   /**
-   * Channels just resumed whose live stream may still carry messages at or
-   * below the replay's last id (stored, hence replayed, but published a
+   * Channels just resumed whose live stream may still carry changes at or
+   * below the replay's last seq (logged, hence replayed, but published a
    * moment later): events are forwarded one by one, those dropped, until a
-   * newer message shows the stream has passed them; then the channel goes live.
+   * newer change shows the stream has passed them; then the channel goes live.
    */
   catchingUp: Map<bigint, (event: Event) => void>;
   resuming: Promise<void>;
@@ -182,38 +182,29 @@ export class EventSession {
         this.sendError(Code.NotFound, `channel ${c.channelId}: not a channel of this session`);
         continue;
       }
-      wanted.set(c.channelId, c.lastSeenId);
+      wanted.set(c.channelId, c.lastSeq);
       this.hold(c.channelId, !this.holds?.held.has(c.channelId));
     }
-    for (const [channelId, lastSeen] of wanted) {
-      let replayed: Message[] = [];
+    for (const [channelId, afterSeq] of wanted) {
+      let replayed = 0;
       let complete = true;
+      let lastSeq = afterSeq;
       try {
-        const page = await backend.missed(this.user, channelId, lastSeen, options.resumeLimit);
+        const missed = await backend.missed(this.user, channelId, afterSeq, options.resumeLimit);
         if (this.closed) return;
         if (!hasChannel(this.channels, channelId)) continue; // left the channel meanwhile
-        replayed = page.messages;
-        complete = !page.hasMore;
-        for (const message of replayed) {
-          this.transport.send(
-            eventFrame(
-              create(EventSchema, {
-                at: message.createdAt ?? timestampFromMs(Date.now()),
-                channelId,
-                payload: { case: "messagePosted", value: { message, delivery: page.delivery } },
-              }),
-            ),
-          );
-        }
+        for (const event of missed.events) this.transport.send(eventFrame(event));
+        replayed = missed.events.length;
+        complete = !missed.hasMore && missed.complete;
+        lastSeq = missed.lastSeq;
       } catch (err) {
         if (this.closed) return;
         const e = toConnectError(err);
         this.sendError(e.code, `channel ${channelId}: ${e.rawMessage}`);
         complete = false;
       }
-      const lastId = replayed.at(-1)?.id ?? lastSeen;
-      this.transport.send(frame({ case: "resumed", value: { channelId, replayed: replayed.length, complete, lastId } }));
-      if (hasChannel(this.channels, channelId)) this.release(channelId, lastId);
+      this.transport.send(frame({ case: "resumed", value: { channelId, replayed, complete, lastSeq } }));
+      if (hasChannel(this.channels, channelId)) this.release(channelId, lastSeq);
     }
     // A start-up hold ends with the first resume: channels without a cursor go live too.
     this.releaseAll();
@@ -271,11 +262,11 @@ export class EventSession {
   }
 
   /**
-   * Sends what was buffered (minus messages at or below lastId) and goes live
-   * in one step, or, if the buffer holds no message newer than lastId yet,
+   * Sends what was buffered (minus changes at or below lastSeq) and goes live
+   * in one step, or, if the buffer holds no change newer than lastSeq yet,
    * catches up first (see Holds.catchingUp).
    */
-  private release(channelId: bigint, lastId: bigint): void {
+  private release(channelId: bigint, lastSeq: bigint): void {
     const holds = this.holds;
     const held = holds?.held.get(channelId);
     if (!holds || !held) return;
@@ -283,11 +274,11 @@ export class EventSession {
     fanout.unwatchChannel(channelId, held.listener);
     holds.held.delete(channelId);
     holds.heldCount -= held.events.length;
-    let passed = lastId === 0n;
+    let passed = lastSeq === 0n;
     for (const event of held.events) {
-      const id = messageIdOf(event);
-      if (id !== undefined && id <= lastId) continue;
-      if (id !== undefined) passed = true;
+      const seq = seqOf(event);
+      if (seq !== undefined && seq <= lastSeq) continue;
+      if (seq !== undefined) passed = true;
       this.transport.send(eventFrame(event));
     }
     if (passed) {
@@ -295,11 +286,11 @@ export class EventSession {
       return;
     }
     const listener = (event: Event) => {
-      const id = messageIdOf(event);
-      if (id !== undefined && id <= lastId) return;
+      const seq = seqOf(event);
+      if (seq !== undefined && seq <= lastSeq) return;
       this.transport.send(eventFrame(event));
-      if (id === undefined) return;
-      // Events of a channel are published in id order: nothing older can follow.
+      if (seq === undefined) return;
+      // Events of a channel are published in seq order: nothing older can follow.
       this.stopCatchingUp(channelId);
       this.transport.follow(channelId);
     };

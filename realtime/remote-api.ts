@@ -13,6 +13,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { ON_BEHALF_OF_HEADER, type UserPrincipal } from "../chat/auth.js";
 import type { MessageService } from "../chat/messages/message-service.js";
 import { ChannelService as ChannelServiceDesc } from "../gen/chat/v1/channel_pb.js";
+import { EventService as EventServiceDesc } from "../gen/chat/v1/event_service_pb.js";
 import { MessageService as MessageServiceDesc, type PostMessageResponse } from "../gen/chat/v1/message_pb.js";
 import { createEventBackend, type EventBackend } from "./event-backend.js";
 
@@ -47,6 +48,7 @@ export function createRemoteApi(apiUrl: string, adminToken: string, options: Rem
   const transport = createConnectTransport({ baseUrl: apiUrl, httpVersion: "2", useBinaryFormat: true });
   const channels: Client<typeof ChannelServiceDesc> = createClient(ChannelServiceDesc, transport);
   const messages: Client<typeof MessageServiceDesc> = createClient(MessageServiceDesc, transport);
+  const eventService: Client<typeof EventServiceDesc> = createClient(EventServiceDesc, transport);
   const as = (user: UserPrincipal) => ({
     headers: { authorization: `Bearer ${adminToken}`, [ON_BEHALF_OF_HEADER]: user.userId.toString() },
   });
@@ -57,8 +59,7 @@ export function createRemoteApi(apiUrl: string, adminToken: string, options: Rem
   const backend = createEventBackend({
     // Taken under the slot of the whole channelsOf below, all pages in one.
     listMyChannels: (user, req) => channels.listMyChannels(req, asReading(user)),
-    getChannel: (user, req) => read(() => channels.getChannel(req, asReading(user))),
-    listMessages: (user, req) => read(() => messages.listMessages(req, asReading(user))),
+    listChanges: (user, req) => read(() => eventService.listChanges(req, asReading(user))),
   });
   return {
     backend: { ...backend, channelsOf: queuedChannelReads(backend.channelsOf, read) },

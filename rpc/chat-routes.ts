@@ -70,12 +70,22 @@ export function registerChatServices(router: ConnectRouter, h: ChatHandlers, dra
     postMessage: (req, ctx) => h.messages.postMessage(user(ctx), req),
     streamPostMessages: (requests, ctx) => h.messages.streamPostMessages(user(ctx), requests, draining),
     listMessages: async (req, ctx) => {
-      const { response, immutable } = await h.messages.listMessages(user(ctx), req);
-      // Pages that lie wholly in the past never change; browsers and private
-      // caches may keep them (Connect GET). Responses are per user: never shared caches.
-      ctx.responseHeader.set("cache-control", immutable ? "private, max-age=86400, immutable" : "private, no-cache");
+      const { response, etag } = await h.messages.listMessages(user(ctx), req);
+      // Messages change (edits, deletes, reactions), so a cache must ask each
+      // time; a Connect GET that sends the ETag back gets 304 while the page is
+      // unchanged (connect-node-adapter.ts). Per user: never shared caches.
+      ctx.responseHeader.set("cache-control", "private, no-cache");
+      ctx.responseHeader.set("etag", etag);
       return response;
     },
+    listThreadReplies: (req, ctx) => (ctx.responseHeader.set("cache-control", "private, no-cache"), h.messages.listThreadReplies(user(ctx), req)),
+    editMessage: (req, ctx) => h.messages.editMessage(user(ctx), req),
+    deleteMessage: (req, ctx) => h.messages.deleteMessage(user(ctx), req),
+    addReaction: (req, ctx) => h.messages.addReaction(user(ctx), req),
+    removeReaction: (req, ctx) => h.messages.removeReaction(user(ctx), req),
+    pinMessage: (req, ctx) => h.messages.pinMessage(user(ctx), req),
+    unpinMessage: (req, ctx) => h.messages.unpinMessage(user(ctx), req),
+    listPins: (req, ctx) => (ctx.responseHeader.set("cache-control", "private, no-cache"), h.messages.listPins(user(ctx), req)),
   });
   router.service(SocketService, {
     createSocketTicket: async (_req, ctx) => {

@@ -30,6 +30,10 @@
  *    answer. Here the request is left alone, and rpc/server.ts drops what is
  *    left of it once the answer is out.
  *
+ * 6. connect-es has no conditional requests. Here a Connect GET whose
+ *    If-None-Match names the answer's ETag (a handler sets one, e.g. history
+ *    pages) is answered 304 Not Modified without its body.
+ *
  * (connect's handlers still abort their own context once per call, one
  * DOMException each; that one is theirs to remove.)
  */
@@ -152,6 +156,11 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
             headers: { allow: get ? "POST, GET" : "POST" },
           });
         }
+        if (notModified(req, uRes)) {
+          res.writeHead(304, { etag: uRes.header!.get("etag")!, "cache-control": uRes.header!.get("cache-control") ?? "no-cache" });
+          res.end();
+          return;
+        }
         return universalResponseToNodeResponse(uRes, res);
       })
       .catch((reason: unknown) => {
@@ -163,6 +172,15 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       });
     return true;
   };
+}
+
+/** A GET that already holds exactly this answer (RFC 9110 weak comparison of If-None-Match and ETag). */
+function notModified(req: NodeRequest, res: UniversalServerResponse): boolean {
+  const etag = res.header?.get("etag");
+  const ifNoneMatch = req.headers["if-none-match"];
+  if (req.method !== "GET" || res.status !== 200 || !etag || typeof ifNoneMatch !== "string") return false;
+  const weak = (tag: string) => tag.trim().replace(/^W\//, "");
+  return ifNoneMatch.split(",").some((tag) => tag.trim() === "*" || weak(tag) === weak(etag));
 }
 
 const isParseFailure = (message: string | null | undefined) =>

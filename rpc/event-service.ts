@@ -1,7 +1,9 @@
 /**
  * EventService.Subscribe: the WebSocket's live events for bots over gRPC (or
  * Connect streaming), with the same authorization (the user's channels and
- * nothing else) and the same resume-from-id semantics (EventSession).
+ * nothing else) and the same resume semantics (EventSession); and
+ * EventService.ListChanges, the change log a client pages through when a
+ * resume was cut short.
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
@@ -10,6 +12,8 @@ import type { Fanout } from "../bus/fanout.js";
 import { EventService, SubscribeResponseSchema, type SubscribeResponse } from "../gen/chat/v1/event_service_pb.js";
 import type { Event } from "../gen/chat/v1/event_pb.js";
 import type { ServerFrame } from "../gen/chat/v1/frame_pb.js";
+import type { ListChangesRequest, ListChangesResponse } from "../gen/chat/v1/event_service_pb.js";
+import type { UserPrincipal } from "../chat/auth.js";
 import { principalKey } from "./interceptors.js";
 import { AsyncQueue } from "../core/async-queue.js";
 import type { EventBackend } from "../realtime/event-backend.js";
@@ -18,6 +22,8 @@ import { EventSession } from "../realtime/event-session.js";
 
 export interface EventServiceOptions {
   backend: EventBackend;
+  /** EventService.ListChanges (the message service's replay of a channel's change log). */
+  listChanges: (caller: UserPrincipal, req: ListChangesRequest) => Promise<ListChangesResponse>;
   fanout: Fanout;
   resumeLimit: number;
   /** Items queued for a slow stream before it ends with RESOURCE_EXHAUSTED. */
@@ -47,6 +53,12 @@ export function registerEventService(router: ConnectRouter, options: EventServic
   const { backend, fanout } = options;
   const sessionEnv = { backend, fanout, options: { resumeLimit: options.resumeLimit, maxHeldEvents: options.maxQueued, maxCursors: 10_000 } };
   router.service(EventService, {
+    listChanges(req, ctx) {
+      const principal = ctx.values.get(principalKey);
+      if (principal?.kind !== "user") throw new ConnectError("this method needs a user token", Code.PermissionDenied);
+      ctx.responseHeader.set("cache-control", "private, no-cache");
+      return options.listChanges(principal, req);
+    },
     async *subscribe(req, ctx: HandlerContext) {
       const principal = ctx.values.get(principalKey);
       if (principal?.kind !== "user") throw new ConnectError("this method needs a user token", Code.PermissionDenied);

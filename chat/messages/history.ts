@@ -1,8 +1,16 @@
 /**
  * History: ListMessages pages, newest or oldest first, bounded by cursors.
- * Pages that lie wholly in the past never change, so they are kept in memory
- * (and may be cached by HTTP clients); identical reads in flight share one
- * store read. Membership is checked on every read, cached or not.
+ *
+ * Messages change (edits, deletes, reactions, thread summaries, pins), so a
+ * page is true only at the channel's history revision: the seq of its last
+ * change that can alter a page already read (store.historyRevision). Pages
+ * wholly in the past (no post can land in them any more) are kept in memory
+ * keyed by that revision, so any change makes every cached page of the
+ * channel miss at once, on every node: the revision is read from the store
+ * with each request. Identical reads in flight share one store read. The
+ * answer carries an ETag of the page's content (revision and message ids),
+ * so an HTTP client revalidates a Connect GET and is answered 304 while
+ * nothing changed. Membership is checked on every read, cached or not.
  */
 import { create } from "@bufbuild/protobuf";
 import { LRUCache } from "lru-cache";
@@ -10,16 +18,17 @@ import { timestampOfId } from "../../core/ids.js";
 import { ListMessagesResponseSchema, MessageOrder, type ListMessagesRequest, type ListMessagesResponse } from "../../gen/chat/v1/message_pb.js";
 import type { UserPrincipal } from "../auth.js";
 import type { ChannelAccess } from "../channels/access.js";
-import { messageToProto } from "../convert.js";
+import type { StoredMessage } from "../../store/store.js";
 import type { ServiceDeps } from "../deps.js";
 import { invalid, optionalId, pageSize, requireId } from "../validate.js";
+import { viewMessages } from "./viewer.js";
 
 export const DEFAULT_PAGE = 50;
 export const MAX_PAGE = 200;
 /**
- * A history page whose upper bound is older than this is treated as
- * immutable: later writes (FAST persistence, clock skew between nodes) land
- * within this window of their id's time.
+ * A history page whose upper bound is older than this gets no new posts:
+ * later writes (FAST persistence, clock skew between nodes) land within this
+ * window of their id's time. Such pages are cached (until the revision moves).
  */
 export const HISTORY_SETTLE_MS = 60_000;
 /** Memory for cached immutable history pages, and how long one is kept. */
@@ -28,25 +37,31 @@ export const HISTORY_CACHE_TTL_MS = 10 * 60_000;
 
 export interface ListMessagesResult {
   response: ListMessagesResponse;
-  /** True when the page can never change, so HTTP caches may keep it. */
-  immutable: boolean;
+  /** An HTTP validator of this answer's content: equal tags, equal pages. */
+  etag: string;
+}
+
+/** A page as the store gave it, the same for every viewer. */
+interface Page {
+  rows: StoredMessage[];
+  hasMore: boolean;
+  settled: boolean;
 }
 
 export type ListMessages = (caller: UserPrincipal, req: ListMessagesRequest) => Promise<ListMessagesResult>;
 
 export function createHistory(deps: Pick<ServiceDeps, "store" | "metrics" | "now">, access: ChannelAccess): ListMessages {
   const { store, metrics, now } = deps;
-  // Pages wholly in the past never change, and scroll-back reads the same
-  // pages again and again (many members opening the same channel). The TTL
-  // bounds how long a page stays wrong if a write ever lands later than
-  // HISTORY_SETTLE_MS (FAST writers down for longer than that).
-  const pages = new LRUCache<string, ListMessagesResult>({
+  // Scroll-back reads the same pages again and again (many members opening
+  // the same channel). The TTL bounds how long a page stays wrong if a post
+  // ever lands later than HISTORY_SETTLE_MS (FAST writers down for longer).
+  const pages = new LRUCache<string, Page>({
     maxSize: HISTORY_CACHE_BYTES,
-    sizeCalculation: ({ response }) => 256 + response.messages.reduce((n, m) => n + 128 + m.text.length * 2, 0),
+    sizeCalculation: ({ rows }) => 256 + rows.reduce((n, m) => n + 256 + m.text.length * 2 + m.reactions.length * 64, 0),
     ttl: HISTORY_CACHE_TTL_MS,
   });
   // Identical reads in flight share one store read.
-  const reading = new Map<string, Promise<ListMessagesResult>>();
+  const reading = new Map<string, Promise<Page>>();
 
   const readPage = async (
     channelId: bigint,
@@ -54,7 +69,7 @@ export function createHistory(deps: Pick<ServiceDeps, "store" | "metrics" | "now
     after: bigint | undefined,
     limit: number,
     order: "newest-first" | "oldest-first",
-  ): Promise<ListMessagesResult> => {
+  ): Promise<Page> => {
     const rows = await store.listMessages(channelId, {
       ...(before !== undefined && { before }),
       ...(after !== undefined && { after }),
@@ -63,15 +78,10 @@ export function createHistory(deps: Pick<ServiceDeps, "store" | "metrics" | "now
     });
     const page = rows.slice(0, limit);
     const hasMore = rows.length > limit;
-    const response = create(ListMessagesResponseSchema, {
-      messages: page.map(messageToProto),
-      nextCursor: page.at(-1)?.id ?? 0n,
-      hasMore,
-    });
-    // Bounded on both sides by the past: nothing can be added to this page any more.
+    // Bounded on both sides by the past: no post can be added to this page any more.
     const upper = order === "newest-first" ? before : hasMore ? page.at(-1)?.id : before;
-    const immutable = upper !== undefined && timestampOfId(upper) < now() - HISTORY_SETTLE_MS;
-    return { response, immutable };
+    const settled = upper !== undefined && timestampOfId(upper) < now() - HISTORY_SETTLE_MS;
+    return { rows: page, hasMore, settled };
   };
 
   return async (caller, req) => {
@@ -83,30 +93,52 @@ export function createHistory(deps: Pick<ServiceDeps, "store" | "metrics" | "now
       throw invalid("before", `must be greater than after (${before} <= ${after})`);
     }
     const order = orderOf(req.order);
-    await access.isMember(caller, channelId);
-    const key = `${channelId}:${before ?? ""}:${after ?? ""}:${limit}:${order}`;
-    const cached = pages.get(key);
-    if (cached) {
+    const [, revision] = await Promise.all([access.isMember(caller, channelId), store.historyRevision(channelId)]);
+    const key = `${channelId}:${revision}:${before ?? ""}:${after ?? ""}:${limit}:${order}`;
+    let page = pages.get(key);
+    if (page) {
       metrics.historyReads.inc({ source: "cache" });
-      return cached;
+    } else {
+      const pending = reading.get(key);
+      if (pending) {
+        metrics.historyReads.inc({ source: "coalesced" });
+        page = await pending;
+      } else {
+        const read = readPage(channelId, before, after, limit, order).finally(() => reading.delete(key));
+        reading.set(key, read);
+        metrics.historyReads.inc({ source: "store" });
+        page = await read;
+        if (page.settled) pages.set(key, page);
+      }
     }
-    const pending = reading.get(key);
-    if (pending) {
-      metrics.historyReads.inc({ source: "coalesced" });
-      return pending;
-    }
-    const read = readPage(channelId, before, after, limit, order).finally(() => reading.delete(key));
-    reading.set(key, read);
-    metrics.historyReads.inc({ source: "store" });
-    const result = await read;
-    if (result.immutable) pages.set(key, result);
-    return result;
+    const response = create(ListMessagesResponseSchema, {
+      messages: await viewMessages(store, caller.userId, channelId, page.rows),
+      nextCursor: page.rows.at(-1)?.id ?? 0n,
+      hasMore: page.hasMore,
+    });
+    return { response, etag: etagOf(revision, page) };
   };
 }
 
-function orderOf(order: MessageOrder): "newest-first" | "oldest-first" {
+/**
+ * Same revision and same ids: same content for this viewer too (their own
+ * reactions move the revision like anyone's). Weak: equal meaning, not bytes.
+ */
+function etagOf(revision: bigint, page: Page): string {
+  let h = 0x811c9dc5;
+  const mix = (s: string) => {
+    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  };
+  for (const m of page.rows) mix(`${m.id},`);
+  mix(page.hasMore ? "+" : ".");
+  return `W/"${revision.toString(36)}-${page.rows.length}-${h.toString(36)}"`;
+}
+
+/** A page order from the request's enum; UNSPECIFIED means `unspecified` (history: newest first; threads: oldest first). */
+export function orderOf(order: MessageOrder, unspecified: "newest-first" | "oldest-first" = "newest-first"): "newest-first" | "oldest-first" {
   switch (order) {
     case MessageOrder.UNSPECIFIED:
+      return unspecified;
     case MessageOrder.NEWEST_FIRST:
       return "newest-first";
     case MessageOrder.OLDEST_FIRST:

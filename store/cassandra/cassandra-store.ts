@@ -3,29 +3,43 @@
  * ChatStore contract as SQLite. Schema: infra/cassandra/schema/*.cql.
  *
  * Uniqueness (emails, group channel names, direct message pairs, post
- * idempotency keys, memberships) uses lightweight transactions, and only
- * there. Everything else is plain writes at the configured consistency
+ * idempotency keys, memberships), the change log's sequence and the changes
+ * to one message (edits, deletes, pins) use lightweight transactions, and
+ * only there. Everything else is plain writes at the configured consistency
  * (LOCAL_QUORUM by default) with prepared statements.
+ *
+ * This file holds the connection, availability, users, channels and
+ * memberships; messages are messages.ts (with threads.ts and reactions.ts),
+ * the change log change-log.ts.
  */
 import cassandra from "cassandra-driver";
-import { LRUCache } from "lru-cache";
-import { timestampOfId } from "../../core/ids.js";
 import {
   AlreadyExistsError,
   applyMembershipChanges,
   NotFoundError,
   StoreUnavailableError,
+  type AppendResult,
+  type ChangeRecord,
   type ChannelChanges,
   type ChannelRecord,
   type ChatStore,
   type MembershipChanges,
   type MembershipRecord,
+  type MessageChange,
+  type MessageEdit,
   type MessageRange,
   type MessageRecord,
+  type ReactionChange,
+  type StoredMessage,
   type UserRecord,
 } from "../store.js";
 import type { CassandraConsistency, SerialConsistency } from "../../core/config.js";
+import { ChangeLog } from "./change-log.js";
+import type { Cql } from "./cql.js";
+import { Messages } from "./messages.js";
 import { applySchema } from "./migrations.js";
+
+export { BUCKET_MS, bucketOf } from "./message-rows.js";
 
 const { types } = cassandra;
 
@@ -42,10 +56,6 @@ export interface CassandraStoreOptions {
   /** Extra cassandra-driver client options (pooling, timeouts, auth, TLS); queryOptions are the store's own. */
   client?: Partial<cassandra.ClientOptions>;
 }
-
-/** A message's day bucket: its id's millisecond timestamp divided by one day. */
-export const BUCKET_MS = 86_400_000;
-export const bucketOf = (id: bigint): number => Math.floor(timestampOfId(id) / BUCKET_MS);
 
 const USER_SHARDS = 16;
 const shardOf = (id: bigint) => Number(id % BigInt(USER_SHARDS));
@@ -80,14 +90,6 @@ const toMembership = (r: Row): MembershipRecord => ({
   mute: Boolean(r.get("mute")),
   preferences: (r.get("preferences") as Record<string, string> | null) ?? {},
   joinedAt: Number(r.get("joined_at")),
-});
-
-const toMessage = (r: Row): MessageRecord => ({
-  id: r.get("id") as bigint,
-  channelId: r.get("channel_id") as bigint,
-  senderId: r.get("sender_id") as bigint,
-  text: r.get("text") as string,
-  clientMsgId: (r.get("client_msg_id") as string | null) ?? "",
 });
 
 /**
@@ -137,22 +139,52 @@ function isUnavailability(err: unknown): boolean {
 }
 
 class CassandraStore implements CassandraChatStore {
-  // A channel's bucket row is written by its first message of the day; the
-  // rest of that day's messages need only their own write.
-  private readonly knownBuckets = new LRUCache<string, true>({ max: 200_000 });
+  private readonly log: ChangeLog;
+  private readonly messages: Messages;
 
   constructor(
     readonly client: cassandra.Client,
     readonly keyspace: string,
-  ) {}
+  ) {
+    const cql: Cql = {
+      q: (text, params) => this.q(text, params),
+      qSoon: (text, params) => this.qSoon(text, params),
+      qAll: (text, params) => this.qAll(text, params),
+      batch: (statements) => this.batch(statements),
+    };
+    this.log = new ChangeLog(cql);
+    this.messages = new Messages(cql, this.log);
+  }
 
   // Every query's text with the keyspace filled in, rendered once: q() runs on every post and read.
   private readonly statements = new Map<string, string>();
 
-  private q(cql: string, params: unknown[] = []) {
+  private statement(cql: string): string {
     let statement = this.statements.get(cql);
     if (statement === undefined) this.statements.set(cql, (statement = cql.replaceAll("{ks}", this.keyspace)));
-    return this.client.execute(statement, params, { prepare: true }).then(this.answered, this.failed);
+    return statement;
+  }
+
+  private q(cql: string, params: unknown[] = []) {
+    return this.client.execute(this.statement(cql), params, { prepare: true }).then(this.answered, this.failed);
+  }
+
+  private async qAll(cql: string, params: unknown[]): Promise<cassandra.types.Row[]> {
+    const rows: cassandra.types.Row[] = [];
+    let pageState: string | undefined;
+    do {
+      const page = await this.client
+        .execute(this.statement(cql), params, { prepare: true, ...(pageState !== undefined && { pageState }) })
+        .then(this.answered, this.failed);
+      rows.push(...page.rows);
+      pageState = page.pageState ?? undefined;
+    } while (pageState !== undefined);
+    return rows;
+  }
+
+  private batch(statements: Array<{ cql: string; params: unknown[] }>) {
+    const queries = statements.map((s) => ({ query: this.statement(s.cql), params: s.params }));
+    return this.client.batch(queries, { prepare: true }).then(this.answered, this.failed);
   }
 
   // Availability: lost with the first query the cluster could not answer,
@@ -359,110 +391,73 @@ class CassandraStore implements CassandraChatStore {
     return rows.map(toMembership);
   }
 
-  private async getMessage(channelId: bigint, id: bigint): Promise<MessageRecord | undefined> {
-    const row = (await this.q("SELECT * FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND id = ?", [channelId, bucketOf(id), id])).first();
-    return row ? toMessage(row) : undefined;
+  appendMessage(message: MessageRecord): Promise<AppendResult> {
+    return this.messages.append(message);
   }
 
-  async appendMessage(m: MessageRecord): Promise<{ message: MessageRecord; duplicate: boolean }> {
-    if (m.clientMsgId !== "") {
-      const original = await this.claimKey(m);
-      if (original) return { message: original, duplicate: true };
-    }
-    const bucket = bucketOf(m.id);
-    const bucketKey = `${m.channelId}:${bucket}`;
-    // Plain upserts: writing the same record again (a redelivered write-behind record) changes nothing.
-    await Promise.all([
-      this.qSoon("INSERT INTO {ks}.messages (channel_id, bucket, id, sender_id, text, client_msg_id) VALUES (?, ?, ?, ?, ?, ?)", [
-        m.channelId,
-        bucket,
-        m.id,
-        m.senderId,
-        m.text,
-        m.clientMsgId === "" ? null : m.clientMsgId,
-      ]),
-      this.knownBuckets.has(bucketKey)
-        ? undefined
-        : this.qSoon("INSERT INTO {ks}.message_buckets (channel_id, bucket) VALUES (?, ?)", [m.channelId, bucket]).then(() =>
-            this.knownBuckets.set(bucketKey, true),
-          ),
-    ]);
-    return { message: m, duplicate: false };
+  findMessageByClientMsgId(channelId: bigint, senderId: bigint, clientMsgId: string): Promise<StoredMessage | undefined> {
+    return this.messages.findByClientMsgId(channelId, senderId, clientMsgId);
   }
 
-  /**
-   * Claims m's idempotency key for m.id. Returns the original message when
-   * another message holds the key, undefined when m may be written (the claim
-   * is m's, possibly from an earlier attempt of the same record).
-   */
-  private async claimKey(m: MessageRecord): Promise<MessageRecord | undefined> {
-    const key = [m.channelId, m.senderId, m.clientMsgId];
-    const claim = await this.qSoon(
-      "INSERT INTO {ks}.message_keys (channel_id, sender_id, client_msg_id, message_id) VALUES (?, ?, ?, ?) IF NOT EXISTS",
-      [...key, m.id],
-    );
-    if (claim.wasApplied()) return undefined;
-    let holder = claim.first().get("message_id") as bigint;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      if (holder === m.id) return undefined;
-      // The first writer may still be writing the row: wait for it briefly.
-      for (let i = 0; i < 50; i++) {
-        const original = await this.getMessage(m.channelId, holder);
-        if (original) return original;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      // Its writer died between the claim and the row (it never answered, so
-      // nobody holds that id): take the key over, unless someone else just did.
-      const takeover = await this.q(
-        "UPDATE {ks}.message_keys SET message_id = ? WHERE channel_id = ? AND sender_id = ? AND client_msg_id = ? IF message_id = ?",
-        [m.id, ...key, holder],
-      );
-      if (takeover.wasApplied()) return undefined;
-      holder = takeover.first().get("message_id") as bigint;
-    }
-    throw new Error(`idempotency key of message ${m.id} keeps moving between writers`);
+  getMessage(channelId: bigint, id: bigint): Promise<StoredMessage | undefined> {
+    return this.messages.get(channelId, id);
   }
 
-  async findMessageByClientMsgId(channelId: bigint, senderId: bigint, clientMsgId: string): Promise<MessageRecord | undefined> {
-    const key = (
-      await this.q("SELECT message_id FROM {ks}.message_keys WHERE channel_id = ? AND sender_id = ? AND client_msg_id = ?", [
-        channelId,
-        senderId,
-        clientMsgId,
-      ])
-    ).first();
-    return key ? this.getMessage(channelId, key.get("message_id") as bigint) : undefined;
+  getMessages(channelId: bigint, ids: readonly bigint[]): Promise<StoredMessage[]> {
+    return this.messages.getMany(channelId, ids);
   }
 
-  async listMessages(channelId: bigint, range: MessageRange): Promise<MessageRecord[]> {
-    const newestFirst = range.order === "newest-first";
-    const bucketRows = newestFirst
-      ? await this.q("SELECT bucket FROM {ks}.message_buckets WHERE channel_id = ? AND bucket <= ?", [
-          channelId,
-          range.before === undefined ? 2 ** 31 - 1 : bucketOf(range.before),
-        ])
-      : await this.q("SELECT bucket FROM {ks}.message_buckets WHERE channel_id = ? AND bucket >= ? ORDER BY bucket ASC", [
-          channelId,
-          range.after === undefined ? 0 : bucketOf(range.after),
-        ]);
-    const lowerBound = range.after ?? -1n;
-    const upperBound = range.before ?? (1n << 63n) - 1n;
-    const out: MessageRecord[] = [];
-    for (const row of bucketRows.rows) {
-      if (range.after !== undefined && newestFirst && (row.get("bucket") as number) < bucketOf(range.after)) break;
-      if (range.before !== undefined && !newestFirst && (row.get("bucket") as number) > bucketOf(range.before)) break;
-      const want = range.limit - out.length;
-      const page = await this.q(
-        `SELECT * FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND id < ? AND id > ?${newestFirst ? "" : " ORDER BY id ASC"} LIMIT ?`,
-        [channelId, row.get("bucket"), upperBound, lowerBound, want],
-      );
-      out.push(...page.rows.map(toMessage));
-      if (out.length >= range.limit) break;
-    }
-    return out;
+  listMessages(channelId: bigint, range: MessageRange): Promise<StoredMessage[]> {
+    return this.messages.list(channelId, range);
+  }
+
+  listThreadReplies(channelId: bigint, rootId: bigint, range: MessageRange): Promise<StoredMessage[]> {
+    return this.messages.listThreadReplies(channelId, rootId, range);
+  }
+
+  editMessage(edit: MessageEdit): Promise<MessageChange> {
+    return this.messages.edit(edit);
+  }
+
+  deleteMessage(channelId: bigint, id: bigint, actorId: bigint, at: number): Promise<MessageChange> {
+    return this.messages.delete(channelId, id, actorId, at);
+  }
+
+  addReaction(reaction: ReactionChange, maxEmoji: number): Promise<MessageChange> {
+    return this.messages.addReaction(reaction, maxEmoji);
+  }
+
+  removeReaction(reaction: ReactionChange): Promise<MessageChange> {
+    return this.messages.removeReaction(reaction);
+  }
+
+  reactionsOfUser(channelId: bigint, userId: bigint, fromId: bigint, toId: bigint): Promise<Array<{ messageId: bigint; emoji: string }>> {
+    return this.messages.reactionsOfUser(channelId, userId, fromId, toId);
+  }
+
+  pinMessage(channelId: bigint, id: bigint, actorId: bigint, at: number, maxPins: number): Promise<MessageChange> {
+    return this.messages.pin(channelId, id, actorId, at, maxPins);
+  }
+
+  unpinMessage(channelId: bigint, id: bigint, actorId: bigint, at: number): Promise<MessageChange> {
+    return this.messages.unpin(channelId, id, actorId, at);
+  }
+
+  listPins(channelId: bigint): Promise<StoredMessage[]> {
+    return this.messages.listPins(channelId);
+  }
+
+  async listChanges(channelId: bigint, afterSeq: bigint, limit: number): Promise<{ changes: ChangeRecord[]; firstKeptSeq: bigint }> {
+    // No trimming yet: every entry is kept, so the lowest kept seq is always 1.
+    return { changes: await this.log.list(channelId, afterSeq, limit), firstKeptSeq: 1n };
+  }
+
+  historyRevision(channelId: bigint): Promise<bigint> {
+    return this.log.historyRevision(channelId);
   }
 
   async close(): Promise<void> {
+    await this.log.idle();
     clearInterval(this.probe);
     await this.client.shutdown();
   }

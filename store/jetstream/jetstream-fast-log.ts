@@ -28,7 +28,7 @@ import {
 } from "nats";
 import type { Logger } from "../../core/logger.js";
 import type { FastLog } from "../fast-log.js";
-import type { ChatStore, MessageRecord } from "../store.js";
+import type { AppendResult, ChatStore, MessageRecord } from "../store.js";
 import { decodeRecord, encodeRecord } from "./record-codec.js";
 
 export const WRITER_CONSUMER = "writer";
@@ -52,6 +52,8 @@ export interface JetStreamFastLogOptions {
   logger: Logger;
   /** Counts records: written by this process's writer, store write failed, written directly. */
   onRecord?: (outcome: "written" | "write_failed" | "direct") => void;
+  /** A record this process's writer stored, with what the store logged for it (the post's seq). */
+  onStored?: (result: AppendResult) => void;
 }
 
 export interface FastLogNames {
@@ -114,9 +116,10 @@ export async function createJetStreamFastLog(options: JetStreamFastLogOptions): 
         return;
       }
       try {
-        await store.appendMessage(record);
+        const result = await store.appendMessage(record);
         msg.ack();
         options.onRecord?.("written");
+        if (!result.duplicate) options.onStored?.(result);
       } catch (err) {
         options.onRecord?.("write_failed");
         logger.warn({ err, messageId: record.id, attempt: msg.info.redeliveryCount }, "fast log: store write failed; retrying");
@@ -149,6 +152,7 @@ export async function createJetStreamFastLog(options: JetStreamFastLogOptions): 
   };
 
   return {
+    writesThrough: false,
     async append(record) {
       const key = record.clientMsgId === "" ? record.id.toString() : `${record.channelId}:${record.senderId}:${record.clientMsgId}`;
       let ack;

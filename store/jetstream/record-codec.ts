@@ -20,6 +20,11 @@ export function encodeRecord(record: MessageRecord): Uint8Array {
       text: record.text,
       createdAt: timestampFromMs(timestampOfId(record.id)),
       clientMsgId: record.clientMsgId,
+      threadRootId: record.threadRootId ?? 0n,
+      alsoToChannel: record.alsoToChannel ?? false,
+      mentionedUserIds: record.mentions?.userIds ?? [],
+      mentionsChannel: record.mentions?.channel ?? false,
+      mentionsHere: record.mentions?.here ?? false,
     }),
   );
 }
@@ -28,5 +33,14 @@ export function encodeRecord(record: MessageRecord): Uint8Array {
 export function decodeRecord(data: Uint8Array): MessageRecord {
   const m = fromBinary(MessageSchema, data);
   if (m.id === 0n || m.channelId === 0n || m.senderId === 0n) throw new Error("record without id, channel or sender");
-  return { id: m.id, channelId: m.channelId, senderId: m.senderId, text: m.text, clientMsgId: m.clientMsgId };
+  return {
+    id: m.id,
+    channelId: m.channelId,
+    senderId: m.senderId,
+    text: m.text,
+    clientMsgId: m.clientMsgId,
+    threadRootId: m.threadRootId,
+    alsoToChannel: m.alsoToChannel,
+    mentions: { userIds: m.mentionedUserIds, channel: m.mentionsChannel, here: m.mentionsHere },
+  };
 }

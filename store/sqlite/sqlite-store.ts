@@ -14,13 +14,19 @@ import {
   AlreadyExistsError,
   applyMembershipChanges,
   NotFoundError,
+  type AppendResult,
+  type ChangeRecord,
   type ChannelChanges,
   type ChannelRecord,
   type ChatStore,
   type MembershipChanges,
   type MembershipRecord,
+  type MessageChange,
+  type MessageEdit,
   type MessageRange,
   type MessageRecord,
+  type ReactionChange,
+  type StoredMessage,
   type UserRecord,
 } from "../store.js";
 import { ensureDir } from "../../core/data-dir.js";
@@ -28,6 +34,8 @@ import { MAX_ID } from "../../core/ids.js";
 import { MIGRATIONS } from "./migrations.js";
 import { BACKSTOP_AUTOCHECKPOINT_PAGES, CHECKPOINT_INTERVAL_MS, startCheckpointer, type Checkpointer } from "./checkpointer.js";
 import { WalSync } from "./wal-sync.js";
+import { SqliteConversations, type AppendOutcome } from "./conversations.js";
+import { toChannel, toMembership, toStoredMessage, toUser, type Row } from "./rows.js";
 
 export interface SqliteStoreOptions {
   /** Database file, or ":memory:". */
@@ -40,11 +48,9 @@ export interface SqliteStoreOptions {
   checkpointIntervalMs?: number;
 }
 
-type Row = Record<string, unknown>;
-
 interface PendingAppend {
   message: MessageRecord;
-  resolve: (result: { message: MessageRecord; duplicate: boolean }) => void;
+  resolve: (result: AppendResult) => void;
   reject: (err: unknown) => void;
 }
 
@@ -85,51 +91,6 @@ function migrate(db: Database.Database): void {
   }
 }
 
-const bool = (v: unknown): boolean => v === 1n || v === 1;
-const num = (v: unknown): number => Number(v);
-
-function toUser(r: Row): UserRecord {
-  return { id: r.id as bigint, name: r.name as string, email: r.email as string, createdAt: num(r.created_at) };
-}
-
-function toChannel(r: Row): ChannelRecord {
-  const directKey = r.direct_key as string | null;
-  return {
-    id: r.id as bigint,
-    kind: r.kind as ChannelRecord["kind"],
-    name: r.name as string,
-    visibility: r.visibility as ChannelRecord["visibility"],
-    delivery: r.delivery as ChannelRecord["delivery"],
-    topic: r.topic as string,
-    createdBy: r.created_by as bigint,
-    createdAt: num(r.created_at),
-    directUserIds: directKey ? directKey.split(":").map((s) => BigInt(s)) : [],
-  };
-}
-
-function toMembership(r: Row, prefix = ""): MembershipRecord {
-  return {
-    channelId: r[`${prefix}channel_id`] as bigint,
-    userId: r[`${prefix}user_id`] as bigint,
-    role: r[`${prefix}role`] as MembershipRecord["role"],
-    isStar: bool(r[`${prefix}is_star`]),
-    isFavorite: bool(r[`${prefix}is_favorite`]),
-    mute: bool(r[`${prefix}mute`]),
-    preferences: JSON.parse(r[`${prefix}preferences`] as string) as Record<string, string>,
-    joinedAt: num(r[`${prefix}joined_at`]),
-  };
-}
-
-function toMessage(r: Row): MessageRecord {
-  return {
-    id: r.id as bigint,
-    channelId: r.channel_id as bigint,
-    senderId: r.sender_id as bigint,
-    text: r.text as string,
-    clientMsgId: (r.client_msg_id as string | null) ?? "",
-  };
-}
-
 const isUniqueViolation = (err: unknown, column: string): boolean =>
   err instanceof Error &&
   (err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE" &&
@@ -154,6 +115,7 @@ class SqliteStore implements ChatStore {
   private closed = false;
 
   private readonly s;
+  private readonly conversations: SqliteConversations;
 
   constructor(
     private readonly db: Database.Database,
@@ -162,6 +124,7 @@ class SqliteStore implements ChatStore {
     private readonly checkpointer?: Checkpointer,
   ) {
     this.maxBatch = options.maxBatch ?? 512;
+    this.conversations = new SqliteConversations(db);
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       insertUser: p("INSERT INTO users (id, name, email, created_at) VALUES (?, ?, ?, ?)"),
@@ -192,14 +155,14 @@ class SqliteStore implements ChatStore {
          WHERE m.user_id = ? AND m.channel_id > ? ORDER BY m.channel_id LIMIT ?`,
       ),
       listMembers: p("SELECT * FROM memberships WHERE channel_id = ? AND user_id > ? ORDER BY user_id LIMIT ?"),
-      insertMessage: p(
-        // Any conflict: the same key from the same sender, or the same id written again.
-        "INSERT INTO messages (channel_id, id, sender_id, text, client_msg_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+      newestFirst: p("SELECT * FROM messages WHERE channel_id = ? AND in_history = 1 AND id < ? AND id > ? ORDER BY id DESC LIMIT ?"),
+      oldestFirst: p("SELECT * FROM messages WHERE channel_id = ? AND in_history = 1 AND id < ? AND id > ? ORDER BY id ASC LIMIT ?"),
+      repliesNewestFirst: p(
+        "SELECT * FROM messages WHERE channel_id = ? AND thread_root_id = ? AND deleted_at = 0 AND id < ? AND id > ? ORDER BY id DESC LIMIT ?",
       ),
-      getMessage: p("SELECT * FROM messages WHERE channel_id = ? AND id = ?"),
-      findByClientMsgId: p("SELECT * FROM messages WHERE channel_id = ? AND sender_id = ? AND client_msg_id = ?"),
-      newestFirst: p("SELECT * FROM messages WHERE channel_id = ? AND id < ? AND id > ? ORDER BY id DESC LIMIT ?"),
-      oldestFirst: p("SELECT * FROM messages WHERE channel_id = ? AND id < ? AND id > ? ORDER BY id ASC LIMIT ?"),
+      repliesOldestFirst: p(
+        "SELECT * FROM messages WHERE channel_id = ? AND thread_root_id = ? AND deleted_at = 0 AND id < ? AND id > ? ORDER BY id ASC LIMIT ?",
+      ),
     };
   }
 
@@ -321,7 +284,7 @@ class SqliteStore implements ChatStore {
     return (this.s.listMembers.all(channelId, afterUserId, limit) as Row[]).map((r) => toMembership(r));
   }
 
-  appendMessage(message: MessageRecord): Promise<{ message: MessageRecord; duplicate: boolean }> {
+  appendMessage(message: MessageRecord): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new Error("store is closed"));
     return new Promise((resolve, reject) => {
       this.queue.push({ message, resolve, reject });
@@ -332,20 +295,80 @@ class SqliteStore implements ChatStore {
     });
   }
 
-  async findMessageByClientMsgId(
-    channelId: bigint,
-    senderId: bigint,
-    clientMsgId: string,
-  ): Promise<MessageRecord | undefined> {
-    const row = this.s.findByClientMsgId.get(channelId, senderId, clientMsgId) as Row | undefined;
-    return row && toMessage(row);
+  async findMessageByClientMsgId(channelId: bigint, senderId: bigint, clientMsgId: string): Promise<StoredMessage | undefined> {
+    return this.conversations.findByClientMsgId(channelId, senderId, clientMsgId);
   }
 
-  async listMessages(channelId: bigint, range: MessageRange): Promise<MessageRecord[]> {
+  async getMessage(channelId: bigint, id: bigint): Promise<StoredMessage | undefined> {
+    return this.conversations.get(channelId, id);
+  }
+
+  async getMessages(channelId: bigint, ids: readonly bigint[]): Promise<StoredMessage[]> {
+    const found: StoredMessage[] = [];
+    for (const id of ids) {
+      const m = this.conversations.get(channelId, id);
+      if (m) found.push(m);
+    }
+    return found;
+  }
+
+  async listMessages(channelId: bigint, range: MessageRange): Promise<StoredMessage[]> {
     const stmt = range.order === "newest-first" ? this.s.newestFirst : this.s.oldestFirst;
-    const before = range.before ?? MAX_ID;
-    const after = range.after ?? -1n;
-    return (stmt.all(channelId, before, after, range.limit) as Row[]).map(toMessage);
+    return (stmt.all(channelId, range.before ?? MAX_ID, range.after ?? -1n, range.limit) as Row[]).map(toStoredMessage);
+  }
+
+  async listThreadReplies(channelId: bigint, rootId: bigint, range: MessageRange): Promise<StoredMessage[]> {
+    const stmt = range.order === "newest-first" ? this.s.repliesNewestFirst : this.s.repliesOldestFirst;
+    return (stmt.all(channelId, rootId, range.before ?? MAX_ID, range.after ?? -1n, range.limit) as Row[]).map(toStoredMessage);
+  }
+
+  editMessage(edit: MessageEdit): Promise<MessageChange> {
+    return this.change(() => this.conversations.edit(edit));
+  }
+
+  deleteMessage(channelId: bigint, id: bigint, actorId: bigint, at: number): Promise<MessageChange> {
+    return this.change(() => this.conversations.delete(channelId, id, actorId, at));
+  }
+
+  addReaction(reaction: ReactionChange, maxEmoji: number): Promise<MessageChange> {
+    return this.change(() => this.conversations.addReaction(reaction, maxEmoji));
+  }
+
+  removeReaction(reaction: ReactionChange): Promise<MessageChange> {
+    return this.change(() => this.conversations.removeReaction(reaction));
+  }
+
+  async reactionsOfUser(channelId: bigint, userId: bigint, fromId: bigint, toId: bigint): Promise<Array<{ messageId: bigint; emoji: string }>> {
+    return this.conversations.reactionsOfUser(channelId, userId, fromId, toId);
+  }
+
+  pinMessage(channelId: bigint, id: bigint, actorId: bigint, at: number, maxPins: number): Promise<MessageChange> {
+    return this.change(() => this.conversations.pin(channelId, id, actorId, at, maxPins));
+  }
+
+  unpinMessage(channelId: bigint, id: bigint, actorId: bigint, at: number): Promise<MessageChange> {
+    return this.change(() => this.conversations.unpin(channelId, id, actorId, at));
+  }
+
+  async listPins(channelId: bigint): Promise<StoredMessage[]> {
+    return this.conversations.pins(channelId);
+  }
+
+  async listChanges(channelId: bigint, afterSeq: bigint, limit: number): Promise<{ changes: ChangeRecord[]; firstKeptSeq: bigint }> {
+    // The embedded log keeps every change.
+    return { changes: this.conversations.listChanges(channelId, afterSeq, limit), firstKeptSeq: 1n };
+  }
+
+  async historyRevision(channelId: bigint): Promise<bigint> {
+    return this.conversations.historyRevision(channelId);
+  }
+
+  /** One change in its own IMMEDIATE transaction (no other connection interleaves), answered once it is on disk. */
+  private async change(apply: () => MessageChange): Promise<MessageChange> {
+    if (this.closed) throw new Error("store is closed");
+    const result = this.db.transaction(apply).immediate();
+    await this.wal.durable();
+    return result;
   }
 
   async close(): Promise<void> {
@@ -368,20 +391,10 @@ class SqliteStore implements ChatStore {
     }
     if (batch.length === 0) return;
     const started = process.hrtime.bigint();
-    let results: Array<{ message: MessageRecord; duplicate: boolean }>;
+    let results: AppendOutcome[];
     try {
-      results = this.db.transaction(() =>
-        batch.map(({ message: m }) => {
-          const clientMsgId = m.clientMsgId === "" ? null : m.clientMsgId;
-          const info = this.s.insertMessage.run(m.channelId, m.id, m.senderId, m.text, clientMsgId);
-          if (info.changes > 0) return { message: m, duplicate: false };
-          // Written before (a redelivered write-behind record): done, not a duplicate.
-          const same = this.s.getMessage.get(m.channelId, m.id) as Row | undefined;
-          if (same) return { message: toMessage(same), duplicate: false };
-          const original = this.s.findByClientMsgId.get(m.channelId, m.senderId, clientMsgId) as Row;
-          return { message: toMessage(original), duplicate: true };
-        }),
-      )();
+      // IMMEDIATE: another connection to the same file (a second store) cannot slip a write in between.
+      results = this.db.transaction(() => batch.map(({ message }) => this.conversations.append(message))).immediate();
     } catch (err) {
       for (const p of batch) p.reject(err);
       return;
@@ -389,7 +402,11 @@ class SqliteStore implements ChatStore {
     this.wal.durable().then(
       () => {
         this.options.onBatch?.(batch.length, Number(process.hrtime.bigint() - started) / 1e9);
-        batch.forEach((p, i) => p.resolve(results[i]!));
+        batch.forEach((p, i) => {
+          const outcome = results[i]!;
+          if ("error" in outcome) p.reject(outcome.error);
+          else p.resolve(outcome);
+        });
       },
       (err: unknown) => {
         for (const p of batch) p.reject(err);

@@ -31,7 +31,7 @@ describe("canonical ids", () => {
     expect(findNonCanonicalInt(ListMessagesRequestSchema, { channelId: "12", before: "0x10" })).toEqual({ path: "before", value: "0x10" });
     expect(findNonCanonicalInt(ListMessagesRequestSchema, { channel_id: 2 ** 60 })).toEqual({ path: "channel_id", value: 2 ** 60 });
     expect(
-      findNonCanonicalInt(ClientFrameSchema, { resume: { cursors: [{ channelId: "1", lastSeenId: "2" }, { channelId: " 3", lastSeenId: "4" }] } }),
+      findNonCanonicalInt(ClientFrameSchema, { resume: { cursors: [{ channelId: "1", lastSeq: "2" }, { channelId: " 3", lastSeq: "4" }] } }),
     ).toEqual({ path: "resume.cursors[1].channel_id", value: " 3" });
   });
 
@@ -71,7 +71,7 @@ describe("canonical ids", () => {
     const res = await fetch(`${t.url}/chat.v1.EventService/Subscribe`, {
       method: "POST",
       headers: { authorization: `Bearer ${ada.token}`, "content-type": "application/connect+json" },
-      body: envelope({ cursors: [{ channelId: "0x10", lastSeenId: "0" }] }),
+      body: envelope({ cursors: [{ channelId: "0x10", lastSeq: "0" }] }),
     });
     const text = Buffer.from(await res.arrayBuffer()).toString("utf8");
     expect(text).toContain('"code":"invalid_argument"');

@@ -34,12 +34,12 @@ afterAll(() => t.stop());
 
 interface Item {
   item: "event" | "resumed" | "error";
-  event?: { channel_id: string; messagePosted?: unknown; message_posted?: { message: { id: string; text: string } } };
-  resumed?: { channel_id: string; replayed: number; complete: boolean; last_id: string };
+  event?: { channel_id: string; seq: string; payload?: string; message_posted?: { message: { id: string; text: string; deleted: boolean } } };
+  resumed?: { channel_id: string; replayed: number; complete: boolean; last_seq: string };
   error?: { error: { code: string; message: string } };
 }
 
-function subscribe(token: string, cursors: Array<{ channel_id: string; last_seen_id: string }> = []) {
+function subscribe(token: string, cursors: Array<{ channel_id: string; last_seq: string }> = []) {
   const client = new chat.EventService(new URL(t.url).host, grpc.credentials.createInsecure());
   const md = new grpc.Metadata();
   md.set("authorization", `Bearer ${token}`);
@@ -100,14 +100,21 @@ describe("EventService.Subscribe over gRPC", () => {
     sub.close();
   });
 
-  it("resumes from a message id: replays what it missed, in order, then a marker, then live events", async () => {
-    const [first] = [await human.messages.postMessage({ channelId: shared, text: "seen" })];
+  it("resumes from a cursor: replays what it missed, in order, then a marker, then live events", async () => {
+    await human.messages.postMessage({ channelId: shared, text: "seen" });
+    // The channel's change log so far ends with "seen": the cursor of a bot that saw it.
+    let seen = 0n;
+    for (let more = true; more; ) {
+      const page = await human.events.listChanges({ channelId: shared, afterSeq: seen });
+      seen = page.nextSeq;
+      more = page.hasMore;
+    }
     const missed: string[] = [];
     for (let i = 0; i < 30; i++) {
       missed.push(`missed ${i}`);
       await human.messages.postMessage({ channelId: shared, text: `missed ${i}` });
     }
-    const sub = subscribe(bot.token, [{ channel_id: String(shared), last_seen_id: String(first.message!.id) }]);
+    const sub = subscribe(bot.token, [{ channel_id: String(shared), last_seq: String(seen) }]);
     await sub.until((items) => items.some((i) => i.item === "resumed"));
     await human.messages.postMessage({ channelId: shared, text: "after resume" });
     await sub.until((items) => texts(items).includes("after resume"));
@@ -118,8 +125,44 @@ describe("EventService.Subscribe over gRPC", () => {
     sub.close();
   });
 
+  it("replays edits, deletes, reactions, replies and pins missed while away, once each, in order", async () => {
+    const live = subscribe(bot.token);
+    await new Promise((r) => setTimeout(r, 200));
+    await human.messages.postMessage({ channelId: shared, text: "before" });
+    await live.until((items) => texts(items).includes("before"));
+    const cursor = live.items.filter((i) => i.event?.channel_id === String(shared)).at(-1)!.event!.seq;
+    live.close();
+
+    const root = (await human.messages.postMessage({ channelId: shared, text: "root" })).message!;
+    await human.messages.editMessage({ channelId: shared, messageId: root.id, text: "root v2" });
+    await bot.messages.addReaction({ channelId: shared, messageId: root.id, emoji: "🤖" });
+    const reply = (await bot.messages.postMessage({ channelId: shared, text: "beep", threadRootId: root.id })).message!;
+    await human.messages.pinMessage({ channelId: shared, messageId: root.id });
+    await bot.messages.deleteMessage({ channelId: shared, messageId: reply.id });
+
+    const sub = subscribe(bot.token, [{ channel_id: String(shared), last_seq: cursor }]);
+    await sub.until((items) => items.some((i) => i.item === "resumed"));
+    const markerAt = sub.items.findIndex((i) => i.item === "resumed");
+    const replayed = sub.items.slice(0, markerAt).map((i) => i.event!);
+    expect(replayed.map((e) => e.payload)).toEqual([
+      "message_posted",
+      "message_edited",
+      "reaction_added",
+      "message_posted",
+      "thread_updated",
+      "message_pinned",
+      "message_deleted",
+      "thread_updated",
+    ]);
+    expect(replayed.map((e) => BigInt(e.seq))).toEqual(replayed.map((_, i) => BigInt(cursor) + 1n + BigInt(i)));
+    expect(replayed[0]!.message_posted!.message.text).toBe("root v2");
+    expect(replayed[3]!.message_posted!.message).toMatchObject({ text: "", deleted: true });
+    expect(sub.items[markerAt]!.resumed).toMatchObject({ replayed: 8, complete: true, last_seq: String(BigInt(cursor) + 8n) });
+    sub.close();
+  });
+
   it("refuses to resume channels that are not the bot's", async () => {
-    const sub = subscribe(bot.token, [{ channel_id: String(secret), last_seen_id: "0" }]);
+    const sub = subscribe(bot.token, [{ channel_id: String(secret), last_seq: "0" }]);
     await sub.until((items) => items.some((i) => i.item === "error"));
     expect(sub.items.find((i) => i.item === "error")!.error!.error.code).toBe("ERROR_CODE_NOT_FOUND");
     sub.close();

@@ -147,7 +147,19 @@ describe("grpc.reflection.v1", () => {
     const files = bySymbol.file_descriptor_response.file_descriptor_proto.map((b: Buffer) => fromBinary(FileDescriptorProtoSchema, b));
     expect(files[0].name).toBe("chat/v1/message.proto");
     expect(files.map((f: { name: string }) => f.name)).toContain("google/protobuf/timestamp.proto");
-    expect(files[0].service[0].method.map((m: { name: string }) => m.name)).toEqual(["PostMessage", "ListMessages", "StreamPostMessages"]);
+    expect(files[0].service[0].method.map((m: { name: string }) => m.name)).toEqual([
+      "PostMessage",
+      "ListMessages",
+      "StreamPostMessages",
+      "EditMessage",
+      "DeleteMessage",
+      "ListThreadReplies",
+      "AddReaction",
+      "RemoveReaction",
+      "PinMessage",
+      "UnpinMessage",
+      "ListPins",
+    ]);
     const event = fromBinary(FileDescriptorProtoSchema, byName.file_descriptor_response.file_descriptor_proto[0]);
     expect(event.messageType.map((m) => m.name)).toContain("Event");
     expect(missing.error_response.error_code).toBe(grpc.status.NOT_FOUND);

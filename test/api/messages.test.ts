@@ -148,21 +148,33 @@ describe("MessageService", () => {
     expect((await alice.messages.listMessages({ channelId: channel!.id })).messages).toEqual([]);
   });
 
-  it("serves ListMessages as an HTTP GET, cacheable once the page lies in the past", async () => {
+  it("serves ListMessages as an HTTP GET that revalidates: 304 while unchanged, the new text at once after an edit or delete", async () => {
     const ch = await channelWith(alice);
-    const [m] = await postMany(alice, ch, 1);
-    const get = async (message: object) => {
+    const [m, n] = await postMany(alice, ch, 2);
+    const get = async (message: object, etag?: string) => {
       const q = new URLSearchParams({ connect: "v1", encoding: "json", message: JSON.stringify(message) });
-      return fetch(`${t.url}/chat.v1.MessageService/ListMessages?${q}`, { headers: { authorization: `Bearer ${alice.token}` } });
+      return fetch(`${t.url}/chat.v1.MessageService/ListMessages?${q}`, {
+        headers: { authorization: `Bearer ${alice.token}`, ...(etag && { "if-none-match": etag }) },
+      });
     };
-    const live = await get({ channelId: ch.toString() });
-    expect(live.status).toBe(200);
-    expect(live.headers.get("cache-control")).toBe("private, no-cache");
-    expect(((await live.json()) as { messages: Array<{ id: string }> }).messages[0]!.id).toBe(m!.id.toString());
-    // A cursor from an hour ago bounds a page that can no longer change.
-    const anHourAgo = (BigInt(Date.now() - 3600_000 - 1_704_067_200_000) << 22n).toString();
-    const old = await get({ channelId: ch.toString(), before: anHourAgo });
-    expect(old.headers.get("cache-control")).toMatch(/max-age=\d+/);
+    const texts = async (r: Response) => ((await r.json()) as { messages: Array<{ text: string }> }).messages.map((x) => x.text);
+    const first = await get({ channelId: ch.toString() });
+    expect(first.status).toBe(200);
+    expect(first.headers.get("cache-control")).toBe("private, no-cache");
+    const etag = first.headers.get("etag")!;
+    expect(etag).toMatch(/^W\/".+"$/);
+    expect(await texts(first)).toEqual([n!.text, m!.text]);
+    const again = await get({ channelId: ch.toString() }, etag);
+    expect(again.status).toBe(304);
+    expect(await again.text()).toBe("");
+
+    await alice.messages.editMessage({ channelId: ch, messageId: m!.id, text: "edited" });
+    const edited = await get({ channelId: ch.toString() }, etag);
+    expect(edited.status).toBe(200);
+    expect(await texts(edited)).toEqual([n!.text, "edited"]);
+    await alice.messages.deleteMessage({ channelId: ch, messageId: n!.id });
+    const deleted = await get({ channelId: ch.toString() }, edited.headers.get("etag")!);
+    expect(await texts(deleted)).toEqual(["edited"]);
   });
 });
 
@@ -216,6 +228,33 @@ describe("history cache", () => {
     // Membership is still checked on every read, cached page or not.
     const outsider = await t.newUser("Outsider");
     await expectCode(outsider.messages.listMessages(pastPage), Code.PermissionDenied);
+  });
+
+  it("never serves a cached page stale after an edit, a delete or a reaction is answered", async () => {
+    const ch = await channelWith(alice, bob);
+    const hourAgo = createIdGenerator({ nodeId: 78, now: () => Date.now() - 3600_000 });
+    const old: bigint[] = [];
+    for (let i = 0; i < 10; i++) {
+      const record = { id: hourAgo.next(), channelId: ch, senderId: alice.id, text: `old${i}`, clientMsgId: "" };
+      await t.api.store.appendMessage(record);
+      old.push(record.id);
+    }
+    const pastPage = { channelId: ch, before: old[9]!, limit: 5 };
+    const texts = async () => (await bob.messages.listMessages(pastPage)).messages.map((m) => m.text);
+    expect(await texts()).toEqual(["old8", "old7", "old6", "old5", "old4"]);
+    const before = await reads();
+    expect(await texts()).toEqual(["old8", "old7", "old6", "old5", "old4"]);
+    expect(delta(before, await reads())).toMatchObject({ cache: 1, store: 0 });
+
+    await alice.messages.editMessage({ channelId: ch, messageId: old[7]!, text: "old7, edited" });
+    expect(await texts()).toEqual(["old8", "old7, edited", "old6", "old5", "old4"]);
+    await alice.messages.deleteMessage({ channelId: ch, messageId: old[6]! });
+    expect(await texts()).toEqual(["old8", "old7, edited", "old5", "old4", "old3"]);
+    await bob.messages.addReaction({ channelId: ch, messageId: old[8]!, emoji: "🧊" });
+    const page = await bob.messages.listMessages(pastPage);
+    expect(page.messages[0]!.reactions).toMatchObject([{ emoji: "🧊", count: 1, me: true }]);
+    // Another viewer of the same cached page sees the same reaction, not as theirs.
+    expect((await alice.messages.listMessages(pastPage)).messages[0]!.reactions).toMatchObject([{ emoji: "🧊", count: 1, me: false }]);
   });
 });
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MessageOrder } from "../../gen/chat/v1/message_pb.js";
 import { startChatProcess, type ChatProcess } from "../../infra/harness/chat-process.js";
 import { clientsOf, clusterEnv, createUser, tearDown } from "../support/cluster.js";
-import { isEvent, postedIds, TestSocket } from "../support/ws-client.js";
+import { isEvent, lastSeqOf, postedIds, TestSocket } from "../support/ws-client.js";
 
 const { admin: ADMIN, keyspace, env: shared } = clusterEnv("cluster");
 const dir = mkdtempSync(path.join(tmpdir(), "chat-cluster-"));
@@ -82,14 +82,14 @@ describe("cluster: 2 API nodes + 2 gateways on Cassandra and NATS", () => {
     expect(await historyOf(benOn2)).toEqual(h1);
 
     // Gateway 1 dies: Ana reconnects to gateway 2 and resumes without loss.
-    const lastSeen = postedIds(socketA.frames, dm).at(-1)!;
+    const lastSeen = lastSeqOf(socketA.frames, dm);
     gateways[0]!.child.kill("SIGKILL");
     await socketA.closed;
     const missed: bigint[] = [];
     for (let i = 0; i < 5; i++) missed.push((await benOn2.messages.postMessage({ channelId: dm, text: `while away ${i}` })).message!.id);
     const again = await TestSocket.connect(gateways[1]!.gatewayUrls[0]!, { token: ana.token, resumeOnConnect: true });
     await again.hello();
-    again.send({ frame: { case: "resume", value: { cursors: [{ channelId: dm, lastSeenId: lastSeen }] } } });
+    again.send({ frame: { case: "resume", value: { cursors: [{ channelId: dm, lastSeq: lastSeen }] } } });
     await again.next((f) => f.frame.case === "resumed");
     const replayed = postedIds(again.frames, dm);
     expect(replayed.slice(-5)).toEqual(missed);

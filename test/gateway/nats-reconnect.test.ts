@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startNatsServer, type RunningNats } from "../../infra/harness/nats-server.js";
 import { startTestApi, type TestApi, type TestUser } from "../support/api.js";
-import { isEvent, postedIds, TestSocket } from "../support/ws-client.js";
+import { isEvent, lastSeqOf, postedIds, TestSocket } from "../support/ws-client.js";
 
 let nats: RunningNats;
 let port: number;
@@ -27,8 +27,9 @@ describe("NATS reconnect", () => {
   it("closes sockets with 1012 when NATS comes back; they resume without loss", async () => {
     const s = await TestSocket.connect(t.wsUrl, { token: u.token });
     await s.hello();
-    const { message: seen } = await u.messages.postMessage({ channelId: channel, text: "before" });
+    await u.messages.postMessage({ channelId: channel, text: "before" });
     await s.next(isEvent("messagePosted", channel));
+    const seen = lastSeqOf(s.frames, channel);
 
     await nats.stop();
     const during: bigint[] = [];
@@ -39,7 +40,7 @@ describe("NATS reconnect", () => {
     expect(code).toBe(1012);
     const again = await TestSocket.connect(t.wsUrl, { token: u.token, resumeOnConnect: true });
     await again.hello();
-    again.send({ frame: { case: "resume", value: { cursors: [{ channelId: channel, lastSeenId: seen!.id }] } } });
+    again.send({ frame: { case: "resume", value: { cursors: [{ channelId: channel, lastSeq: seen }] } } });
     await again.next((f) => f.frame.case === "resumed");
     expect(postedIds(again.frames, channel)).toEqual(during);
     // Live again over the new NATS connection.

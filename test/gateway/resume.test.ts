@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ServerFrame } from "../../gen/chat/v1/frame_pb.js";
 import { startTestApi, type TestApi, type TestUser } from "../support/api.js";
-import { isEvent, postedIds, TestSocket } from "../support/ws-client.js";
+import { isEvent, lastSeqOf, postedIds, TestSocket } from "../support/ws-client.js";
 
 let t: TestApi;
 let reader: TestUser, writer: TestUser;
@@ -34,8 +34,9 @@ describe("resume", () => {
   it("replays all 500 messages missed while disconnected, once, in order, before new events", async () => {
     const first = await TestSocket.connect(t.wsUrl, { token: reader.token });
     await first.hello();
-    const [seen] = await postMany(1, "seen");
+    await postMany(1, "seen");
     await first.next(isEvent("messagePosted", channel));
+    const seen = lastSeqOf(first.frames, channel);
     await first.close();
 
     const missed = await postMany(500, "missed");
@@ -48,7 +49,7 @@ describe("resume", () => {
 
     const second = await TestSocket.connect(t.wsUrl, { token: reader.token, resumeOnConnect: true });
     await second.hello();
-    second.send({ frame: { case: "resume", value: { cursors: [{ channelId: channel, lastSeenId: seen! }] } } });
+    second.send({ frame: { case: "resume", value: { cursors: [{ channelId: channel, lastSeq: seen }] } } });
     const marker = await second.next((f) => f.frame.case === "resumed", 10_000);
     await new Promise((r) => setTimeout(r, 200));
     live = false;
@@ -68,12 +69,15 @@ describe("resume", () => {
     const value = resumedOf(marker)!;
     expect(value.complete).toBe(true);
     expect(value.channelId).toBe(channel);
-    expect(postedIds(second.frames.slice(0, markerIndex), channel).every((id) => id <= value.lastId)).toBe(true);
-    expect(postedIds(second.frames.slice(markerIndex), channel).every((id) => id > value.lastId)).toBe(true);
+    // The replay may reach into the live posts; it covers at least the 500.
+    expect(value.lastSeq >= seen + 500n).toBe(true);
+    const seqs = (frames: ServerFrame[]) => frames.flatMap((f) => (f.frame.case === "event" && f.frame.value.channelId === channel ? [f.frame.value.seq] : []));
+    expect(seqs(second.frames.slice(0, markerIndex)).every((seq) => seq > seen && seq <= value.lastSeq)).toBe(true);
+    expect(seqs(second.frames.slice(markerIndex)).every((seq) => seq > value.lastSeq)).toBe(true);
     await second.close();
   });
 
-  it("cuts a long catch-up short with a marker that says to page with ListMessages", async () => {
+  it("cuts a long catch-up short with a marker that says to page with ListChanges", async () => {
     const bounded = await startTestApi({ CHAT_GATEWAY_RESUME_LIMIT: "100" });
     try {
       const r = await bounded.newUser("R");
@@ -88,13 +92,14 @@ describe("resume", () => {
       posted.sort((x, y) => (x < y ? -1 : 1));
       const s = await TestSocket.connect(bounded.wsUrl, { token: r.token, resumeOnConnect: true });
       await s.hello();
-      s.send({ frame: { case: "resume", value: { cursors: [{ channelId: ch, lastSeenId: 0n }] } } });
+      s.send({ frame: { case: "resume", value: { cursors: [{ channelId: ch, lastSeq: 0n }] } } });
       const marker = resumedOf(await s.next((f) => f.frame.case === "resumed"))!;
-      expect(marker).toMatchObject({ replayed: 100, complete: false, lastId: posted[99] });
+      expect(marker).toMatchObject({ replayed: 100, complete: false, lastSeq: 100n });
       expect(postedIds(s.frames, ch)).toEqual(posted.slice(0, 100));
-      // The rest is one ListMessages away, from the marker's cursor.
-      const rest = await r.messages.listMessages({ channelId: ch, after: marker.lastId, order: 2, limit: 200 });
-      expect(rest.messages.map((m) => m.id)).toEqual(posted.slice(100));
+      // The rest is one ListChanges away, from the marker's cursor.
+      const rest = await r.events.listChanges({ channelId: ch, afterSeq: marker.lastSeq, limit: 500 });
+      expect(rest).toMatchObject({ nextSeq: 250n, hasMore: false, complete: true });
+      expect(postedIds(rest.events.map((e) => ({ frame: { case: "event", value: e } }) as ServerFrame), ch)).toEqual(posted.slice(100));
       await s.close();
     } finally {
       await bounded.stop();
@@ -106,7 +111,7 @@ describe("resume", () => {
     const other = (await outsider.channels.createChannel({ name: `mine-${Date.now()}` })).channel!.id;
     const s = await TestSocket.connect(t.wsUrl, { token: reader.token });
     await s.hello();
-    s.send({ frame: { case: "resume", value: { cursors: [{ channelId: other, lastSeenId: 0n }, { channelId: channel, lastSeenId: 1n << 62n }] } } });
+    s.send({ frame: { case: "resume", value: { cursors: [{ channelId: other, lastSeq: 0n }, { channelId: channel, lastSeq: 1n << 62n }] } } });
     const error = await s.next((f) => f.frame.case === "error");
     expect(error.frame.case === "error" && error.frame.value.error?.message).toMatch(/not a channel of this session/);
     const marker = resumedOf(await s.next((f) => f.frame.case === "resumed"))!;

@@ -9,7 +9,7 @@ import { ChannelService } from "../../gen/chat/v1/channel_pb.js";
 import { MessageService } from "../../gen/chat/v1/message_pb.js";
 import { UserService } from "../../gen/chat/v1/user_pb.js";
 import { startChatProcess, type ChatProcess } from "../../infra/harness/chat-process.js";
-import { isEvent, postedIds, TestSocket } from "../support/ws-client.js";
+import { isEvent, lastSeqOf, postedIds, TestSocket } from "../support/ws-client.js";
 
 const ADMIN = "workers-admin-token-0123456789";
 const dir = mkdtempSync(path.join(tmpdir(), "chat-workers-"));
@@ -90,7 +90,7 @@ describe("gateway workers", () => {
     const victimPid = Number(conns[0]!.server.split("/").pop());
     const survivors = conns.filter((c) => c.server !== conns[0]!.server);
     const orphans = conns.filter((c) => c.server === conns[0]!.server);
-    const { message: last } = await messages.postMessage({ channelId: channel, text: "before the crash" });
+    await messages.postMessage({ channelId: channel, text: "before the crash" });
     for (const { s } of conns) await s.next(isEvent("messagePosted", channel));
 
     process.kill(victimPid, "SIGKILL");
@@ -106,7 +106,7 @@ describe("gateway workers", () => {
     // Orphans reconnect (to whichever worker the kernel picks) and resume from their cursor.
     for (let i = 0; i < orphans.length; i++) {
       const { s } = await connect({ resumeOnConnect: true });
-      s.send({ frame: { case: "resume", value: { cursors: [{ channelId: channel, lastSeenId: last!.id }] } } });
+      s.send({ frame: { case: "resume", value: { cursors: [{ channelId: channel, lastSeq: lastSeqOf(orphans[i]!.s.frames, channel) }] } } });
       await s.next((f) => f.frame.case === "resumed");
       expect(postedIds(s.frames, channel)).toEqual(missed);
       s.ws.terminate();

@@ -29,7 +29,11 @@ describe("Cassandra schema", () => {
     const tables = await client.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?", [keyspace], { prepare: true });
     expect(tables.rows.map((r) => r.get("table_name") as string).sort()).toEqual(
       [
+        "channel_change_chunks",
+        "channel_changes",
         "channel_names",
+        "channel_pins",
+        "channel_revisions",
         "channels",
         "direct_pairs",
         "memberships_by_channel",
@@ -38,7 +42,10 @@ describe("Cassandra schema", () => {
         "message_keys",
         "messages",
         "node_leases",
+        "reactions",
+        "reactions_by_user",
         "schema_versions",
+        "thread_replies",
         "user_directory",
         "users",
         "users_by_email",

@@ -14,6 +14,10 @@ describeStoreContract("sqlite", {
   async create() {
     return createSqliteStore({ file: path.join(dir, "contract.sqlite") });
   },
+  // A second connection to the same file: transactions of the two interleave as two processes' would.
+  async peer() {
+    return createSqliteStore({ file: path.join(dir, "contract.sqlite") });
+  },
 });
 
 describe("sqlite store", () => {

@@ -12,10 +12,17 @@ import {
   type ChatStore,
   type MembershipRecord,
   type MessageRecord,
+  newStoredMessage,
 } from "../../store/store.js";
+import { describeConversationContract } from "./conversation-contract.js";
 
 export interface StoreFactory {
   create(): Promise<ChatStore>;
+  /**
+   * Another store on the same data, as a second API node would open it: the
+   * contract's concurrency cases run half their calls through it.
+   */
+  peer(): Promise<ChatStore>;
   /** Releases whatever create() set up (after the store is closed). */
   cleanup?(): Promise<void>;
 }
@@ -204,7 +211,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       expect(older.map((m) => m.id)).toEqual(written.slice(0, 15).reverse().map((m) => m.id));
 
       const oldest = await store.listMessages(c.id, { limit: 5, order: "oldest-first" });
-      expect(oldest).toEqual(written.slice(0, 5));
+      expect(oldest).toEqual(written.slice(0, 5).map(newStoredMessage));
       const between = await store.listMessages(c.id, {
         after: written[4]!.id,
         before: written[10]!.id,
@@ -244,14 +251,22 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       const plain = message(c.id, u.id, "plain");
       const keyed = message(c.id, u.id, "keyed", `k-${unique()}`);
       for (const m of [plain, keyed]) {
-        expect(await store.appendMessage(m)).toEqual({ message: m, duplicate: false });
-        expect(await store.appendMessage(m)).toEqual({ message: m, duplicate: false });
+        const first = await store.appendMessage(m);
+        expect(first).toMatchObject({ message: newStoredMessage(m), duplicate: false });
+        expect(first.changes.map((x) => x.kind)).toEqual(["posted"]);
+        // The same changes as the first time: nothing is logged twice.
+        expect(await store.appendMessage(m)).toEqual(first);
       }
       // A different message with the same key is still a duplicate of the first.
       const retry = await store.appendMessage(message(c.id, u.id, "retry", keyed.clientMsgId));
-      expect(retry).toEqual({ message: keyed, duplicate: true });
+      expect(retry).toEqual({ message: newStoredMessage(keyed), duplicate: true, changes: [] });
       const all = await store.listMessages(c.id, { limit: 10, order: "oldest-first" });
-      expect(all).toEqual([plain, keyed]);
+      expect(all).toEqual([plain, keyed].map(newStoredMessage));
+      const log = await store.listChanges(c.id, 0n, 10);
+      expect(log.changes.map((x) => [x.seq, x.kind, x.messageId])).toEqual([
+        [1n, "posted", plain.id],
+        [2n, "posted", keyed.id],
+      ]);
     });
 
     it("keeps two messages of the same millisecond apart", async () => {
@@ -275,5 +290,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       const page = await store.listMessages(c.id, { limit: 10, order: "oldest-first" });
       expect(page.map((m) => m.text)).toEqual(texts);
     });
+
+    describeConversationContract(() => ({ store, peer: factory.peer }));
   });
 }

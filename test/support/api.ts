@@ -13,6 +13,7 @@ import { loadConfig } from "../../core/config.js";
 import { createLogger } from "../../core/logger.js";
 import { ChannelService, DeliveryMode, Visibility } from "../../gen/chat/v1/channel_pb.js";
 import { MessageService } from "../../gen/chat/v1/message_pb.js";
+import { EventService } from "../../gen/chat/v1/event_service_pb.js";
 import { UserService } from "../../gen/chat/v1/user_pb.js";
 import type { RunningApi } from "../../app/api-node.js";
 import { startChatNode, type ChatNode } from "../../app/single-node.js";
@@ -40,6 +41,7 @@ export interface Clients {
   users: Client<typeof UserService>;
   channels: Client<typeof ChannelService>;
   messages: Client<typeof MessageService>;
+  events: Client<typeof EventService>;
 }
 
 export interface TestUser extends Clients {
@@ -90,7 +92,7 @@ export async function startTestApi(env: Record<string, string> = {}): Promise<Te
   const clients = (token?: string, protocol: Protocol = "connect-json"): Clients => {
     const t = transport(token, protocol);
     const make = <S extends DescService>(s: S) => createClient(s, t);
-    return { users: make(UserService), channels: make(ChannelService), messages: make(MessageService) };
+    return { users: make(UserService), channels: make(ChannelService), messages: make(MessageService), events: make(EventService) };
   };
   const admin = clients(ADMIN_TOKEN);
 

@@ -133,6 +133,15 @@ export function postedIds(frames: ServerFrame[], channelId?: bigint): bigint[] {
   return ids;
 }
 
+/** The highest change seq among the frames' events of the channel (0n for none): the cursor to resume from. */
+export function lastSeqOf(frames: ServerFrame[], channelId: bigint): bigint {
+  let seq = 0n;
+  for (const f of frames) {
+    if (f.frame.case === "event" && f.frame.value.channelId === channelId && f.frame.value.seq > seq) seq = f.frame.value.seq;
+  }
+  return seq;
+}
+
 export const isEvent = (kind?: string, channelId?: bigint) => (f: ServerFrame) =>
   f.frame.case === "event" &&
   (kind === undefined || f.frame.value.payload.case === kind) &&

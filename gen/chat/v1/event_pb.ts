@@ -6,7 +6,7 @@ import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Channel, DeliveryMode, Membership } from "./channel_pb.js";
 import { file_chat_v1_channel } from "./channel_pb.js";
-import type { Message as Message$1 } from "./message_pb.js";
+import type { Message as Message$1, ThreadSummary } from "./message_pb.js";
 import { file_chat_v1_message } from "./message_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/v1/event.proto.
  */
 export const file_chat_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChNjaGF0L3YxL2V2ZW50LnByb3RvEgdjaGF0LnYxIr0DCgVFdmVudBImCgJhdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKY2hhbm5lbF9pZBgCIAEoBBIwCg5tZXNzYWdlX3Bvc3RlZBgKIAEoCzIWLmNoYXQudjEuTWVzc2FnZVBvc3RlZEgAEi4KDW1lbWJlcl9qb2luZWQYCyABKAsyFS5jaGF0LnYxLk1lbWJlckpvaW5lZEgAEioKC21lbWJlcl9sZWZ0GAwgASgLMhMuY2hhdC52MS5NZW1iZXJMZWZ0SAASMgoPY2hhbm5lbF9jcmVhdGVkGA0gASgLMhcuY2hhdC52MS5DaGFubmVsQ3JlYXRlZEgAEjIKD2NoYW5uZWxfdXBkYXRlZBgOIAEoCzIXLmNoYXQudjEuQ2hhbm5lbFVwZGF0ZWRIABI9ChVkaXJlY3RfbWVzc2FnZV9vcGVuZWQYDyABKAsyHC5jaGF0LnYxLkRpcmVjdE1lc3NhZ2VPcGVuZWRIABI4ChJtZW1iZXJzaGlwX3VwZGF0ZWQYECABKAsyGi5jaGF0LnYxLk1lbWJlcnNoaXBVcGRhdGVkSABCCQoHcGF5bG9hZCJbCg1NZXNzYWdlUG9zdGVkEiEKB21lc3NhZ2UYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2USJwoIZGVsaXZlcnkYAiABKA4yFS5jaGF0LnYxLkRlbGl2ZXJ5TW9kZSJLCgxNZW1iZXJKb2luZWQSJwoKbWVtYmVyc2hpcBgBIAEoCzITLmNoYXQudjEuTWVtYmVyc2hpcBISCgpieV91c2VyX2lkGAIgASgEIjEKCk1lbWJlckxlZnQSDwoHdXNlcl9pZBgBIAEoBBISCgpieV91c2VyX2lkGAIgASgEIjMKDkNoYW5uZWxDcmVhdGVkEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiMwoOQ2hhbm5lbFVwZGF0ZWQSIQoHY2hhbm5lbBgBIAEoCzIQLmNoYXQudjEuQ2hhbm5lbCI4ChNEaXJlY3RNZXNzYWdlT3BlbmVkEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiPAoRTWVtYmVyc2hpcFVwZGF0ZWQSJwoKbWVtYmVyc2hpcBgBIAEoCzITLmNoYXQudjEuTWVtYmVyc2hpcGIGcHJvdG8z", [file_chat_v1_channel, file_chat_v1_message, file_google_protobuf_timestamp]);
+  fileDesc("ChNjaGF0L3YxL2V2ZW50LnByb3RvEgdjaGF0LnYxIrIGCgVFdmVudBImCgJhdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKY2hhbm5lbF9pZBgCIAEoBBILCgNzZXEYAyABKAQSMAoObWVzc2FnZV9wb3N0ZWQYCiABKAsyFi5jaGF0LnYxLk1lc3NhZ2VQb3N0ZWRIABIuCg1tZW1iZXJfam9pbmVkGAsgASgLMhUuY2hhdC52MS5NZW1iZXJKb2luZWRIABIqCgttZW1iZXJfbGVmdBgMIAEoCzITLmNoYXQudjEuTWVtYmVyTGVmdEgAEjIKD2NoYW5uZWxfY3JlYXRlZBgNIAEoCzIXLmNoYXQudjEuQ2hhbm5lbENyZWF0ZWRIABIyCg9jaGFubmVsX3VwZGF0ZWQYDiABKAsyFy5jaGF0LnYxLkNoYW5uZWxVcGRhdGVkSAASPQoVZGlyZWN0X21lc3NhZ2Vfb3BlbmVkGA8gASgLMhwuY2hhdC52MS5EaXJlY3RNZXNzYWdlT3BlbmVkSAASOAoSbWVtYmVyc2hpcF91cGRhdGVkGBAgASgLMhouY2hhdC52MS5NZW1iZXJzaGlwVXBkYXRlZEgAEjAKDm1lc3NhZ2VfZWRpdGVkGBEgASgLMhYuY2hhdC52MS5NZXNzYWdlRWRpdGVkSAASMgoPbWVzc2FnZV9kZWxldGVkGBIgASgLMhcuY2hhdC52MS5NZXNzYWdlRGVsZXRlZEgAEjAKDnJlYWN0aW9uX2FkZGVkGBMgASgLMhYuY2hhdC52MS5SZWFjdGlvbkFkZGVkSAASNAoQcmVhY3Rpb25fcmVtb3ZlZBgUIAEoCzIYLmNoYXQudjEuUmVhY3Rpb25SZW1vdmVkSAASMAoOdGhyZWFkX3VwZGF0ZWQYFSABKAsyFi5jaGF0LnYxLlRocmVhZFVwZGF0ZWRIABIwCg5tZXNzYWdlX3Bpbm5lZBgWIAEoCzIWLmNoYXQudjEuTWVzc2FnZVBpbm5lZEgAEjQKEG1lc3NhZ2VfdW5waW5uZWQYFyABKAsyGC5jaGF0LnYxLk1lc3NhZ2VVbnBpbm5lZEgAQgkKB3BheWxvYWQiWwoNTWVzc2FnZVBvc3RlZBIhCgdtZXNzYWdlGAEgASgLMhAuY2hhdC52MS5NZXNzYWdlEicKCGRlbGl2ZXJ5GAIgASgOMhUuY2hhdC52MS5EZWxpdmVyeU1vZGUiSwoMTWVtYmVySm9pbmVkEicKCm1lbWJlcnNoaXAYASABKAsyEy5jaGF0LnYxLk1lbWJlcnNoaXASEgoKYnlfdXNlcl9pZBgCIAEoBCIxCgpNZW1iZXJMZWZ0Eg8KB3VzZXJfaWQYASABKAQSEgoKYnlfdXNlcl9pZBgCIAEoBCIzCg5DaGFubmVsQ3JlYXRlZBIhCgdjaGFubmVsGAEgASgLMhAuY2hhdC52MS5DaGFubmVsIjMKDkNoYW5uZWxVcGRhdGVkEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiOAoTRGlyZWN0TWVzc2FnZU9wZW5lZBIhCgdjaGFubmVsGAEgASgLMhAuY2hhdC52MS5DaGFubmVsIjwKEU1lbWJlcnNoaXBVcGRhdGVkEicKCm1lbWJlcnNoaXAYASABKAsyEy5jaGF0LnYxLk1lbWJlcnNoaXAiMgoNTWVzc2FnZUVkaXRlZBIhCgdtZXNzYWdlGAEgASgLMhAuY2hhdC52MS5NZXNzYWdlImMKDk1lc3NhZ2VEZWxldGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFgoOdGhyZWFkX3Jvb3RfaWQYAiABKAQSEgoKYnlfdXNlcl9pZBgDIAEoBBIRCgl0b21ic3RvbmUYBCABKAgiUgoNUmVhY3Rpb25BZGRlZBISCgptZXNzYWdlX2lkGAEgASgEEg0KBWVtb2ppGAIgASgJEg8KB3VzZXJfaWQYAyABKAQSDQoFY291bnQYBCABKA0iVAoPUmVhY3Rpb25SZW1vdmVkEhIKCm1lc3NhZ2VfaWQYASABKAQSDQoFZW1vamkYAiABKAkSDwoHdXNlcl9pZBgDIAEoBBINCgVjb3VudBgEIAEoDSJPCg1UaHJlYWRVcGRhdGVkEhYKDnRocmVhZF9yb290X2lkGAEgASgEEiYKBnRocmVhZBgCIAEoCzIWLmNoYXQudjEuVGhyZWFkU3VtbWFyeSIyCg1NZXNzYWdlUGlubmVkEiEKB21lc3NhZ2UYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2UiOQoPTWVzc2FnZVVucGlubmVkEhIKCm1lc3NhZ2VfaWQYASABKAQSEgoKYnlfdXNlcl9pZBgCIAEoBGIGcHJvdG8z", [file_chat_v1_channel, file_chat_v1_message, file_google_protobuf_timestamp]);
 
 /**
  * Something that changed, as published on the bus and delivered to clients.
@@ -40,6 +40,17 @@ export type Event = Message<"chat.v1.Event"> & {
    * @generated from field: uint64 channel_id = 2;
    */
   channelId: bigint;
+
+  /**
+   * The change's number in its channel's change sequence: every stored change
+   * of a channel (post, edit, delete, reaction, thread update, pin) takes the
+   * next one, 1, 2, 3, ... with no gaps, so a client that has seen every number
+   * up to n resumes from n and misses nothing. 0 for what is not stored in the
+   * sequence: EPHEMERAL posts, membership and channel events, user events.
+   *
+   * @generated from field: uint64 seq = 3;
+   */
+  seq: bigint;
 
   /**
    * What happened.
@@ -102,6 +113,62 @@ export type Event = Message<"chat.v1.Event"> & {
      */
     value: MembershipUpdated;
     case: "membershipUpdated";
+  } | {
+    /**
+     * A message's text was edited.
+     *
+     * @generated from field: chat.v1.MessageEdited message_edited = 17;
+     */
+    value: MessageEdited;
+    case: "messageEdited";
+  } | {
+    /**
+     * A message was deleted.
+     *
+     * @generated from field: chat.v1.MessageDeleted message_deleted = 18;
+     */
+    value: MessageDeleted;
+    case: "messageDeleted";
+  } | {
+    /**
+     * A user reacted to a message.
+     *
+     * @generated from field: chat.v1.ReactionAdded reaction_added = 19;
+     */
+    value: ReactionAdded;
+    case: "reactionAdded";
+  } | {
+    /**
+     * A user took a reaction back.
+     *
+     * @generated from field: chat.v1.ReactionRemoved reaction_removed = 20;
+     */
+    value: ReactionRemoved;
+    case: "reactionRemoved";
+  } | {
+    /**
+     * A thread's summary changed (a reply was posted or deleted).
+     *
+     * @generated from field: chat.v1.ThreadUpdated thread_updated = 21;
+     */
+    value: ThreadUpdated;
+    case: "threadUpdated";
+  } | {
+    /**
+     * A message was pinned.
+     *
+     * @generated from field: chat.v1.MessagePinned message_pinned = 22;
+     */
+    value: MessagePinned;
+    case: "messagePinned";
+  } | {
+    /**
+     * A message was unpinned.
+     *
+     * @generated from field: chat.v1.MessageUnpinned message_unpinned = 23;
+     */
+    value: MessageUnpinned;
+    case: "messageUnpinned";
   } | { case: undefined; value?: undefined };
 };
 
@@ -119,7 +186,7 @@ export const EventSchema: GenMessage<Event> = /*@__PURE__*/
  */
 export type MessagePosted = Message<"chat.v1.MessagePosted"> & {
   /**
-   * The message.
+   * The message; message.thread_root_id names the thread of a reply.
    *
    * @generated from field: chat.v1.Message message = 1;
    */
@@ -279,4 +346,229 @@ export type MembershipUpdated = Message<"chat.v1.MembershipUpdated"> & {
  */
 export const MembershipUpdatedSchema: GenMessage<MembershipUpdated> = /*@__PURE__*/
   messageDesc(file_chat_v1_event, 7);
+
+/**
+ * Payload of an edited message.
+ *
+ * @generated from message chat.v1.MessageEdited
+ */
+export type MessageEdited = Message<"chat.v1.MessageEdited"> & {
+  /**
+   * The message after the edit (as it is now, when replayed).
+   *
+   * @generated from field: chat.v1.Message message = 1;
+   */
+  message?: Message$1 | undefined;
+};
+
+/**
+ * Describes the message chat.v1.MessageEdited.
+ * Use `create(MessageEditedSchema)` to create a new message.
+ */
+export const MessageEditedSchema: GenMessage<MessageEdited> = /*@__PURE__*/
+  messageDesc(file_chat_v1_event, 8);
+
+/**
+ * Payload of a deleted message.
+ *
+ * @generated from message chat.v1.MessageDeleted
+ */
+export type MessageDeleted = Message<"chat.v1.MessageDeleted"> & {
+  /**
+   * The deleted message.
+   *
+   * @generated from field: uint64 message_id = 1;
+   */
+  messageId: bigint;
+
+  /**
+   * Its thread's root, if it was a reply; 0 otherwise.
+   *
+   * @generated from field: uint64 thread_root_id = 2;
+   */
+  threadRootId: bigint;
+
+  /**
+   * Who deleted it: its sender, or an owner of the channel.
+   *
+   * @generated from field: uint64 by_user_id = 3;
+   */
+  byUserId: bigint;
+
+  /**
+   * True when it stays as a tombstone (a thread root with replies).
+   *
+   * @generated from field: bool tombstone = 4;
+   */
+  tombstone: boolean;
+};
+
+/**
+ * Describes the message chat.v1.MessageDeleted.
+ * Use `create(MessageDeletedSchema)` to create a new message.
+ */
+export const MessageDeletedSchema: GenMessage<MessageDeleted> = /*@__PURE__*/
+  messageDesc(file_chat_v1_event, 9);
+
+/**
+ * Payload of an added reaction.
+ *
+ * @generated from message chat.v1.ReactionAdded
+ */
+export type ReactionAdded = Message<"chat.v1.ReactionAdded"> & {
+  /**
+   * The message reacted to.
+   *
+   * @generated from field: uint64 message_id = 1;
+   */
+  messageId: bigint;
+
+  /**
+   * The emoji.
+   *
+   * @generated from field: string emoji = 2;
+   */
+  emoji: string;
+
+  /**
+   * Who reacted.
+   *
+   * @generated from field: uint64 user_id = 3;
+   */
+  userId: bigint;
+
+  /**
+   * How many users have reacted with this emoji after the change (now, when replayed).
+   *
+   * @generated from field: uint32 count = 4;
+   */
+  count: number;
+};
+
+/**
+ * Describes the message chat.v1.ReactionAdded.
+ * Use `create(ReactionAddedSchema)` to create a new message.
+ */
+export const ReactionAddedSchema: GenMessage<ReactionAdded> = /*@__PURE__*/
+  messageDesc(file_chat_v1_event, 10);
+
+/**
+ * Payload of a removed reaction.
+ *
+ * @generated from message chat.v1.ReactionRemoved
+ */
+export type ReactionRemoved = Message<"chat.v1.ReactionRemoved"> & {
+  /**
+   * The message the reaction was on.
+   *
+   * @generated from field: uint64 message_id = 1;
+   */
+  messageId: bigint;
+
+  /**
+   * The emoji.
+   *
+   * @generated from field: string emoji = 2;
+   */
+  emoji: string;
+
+  /**
+   * Whose reaction it was.
+   *
+   * @generated from field: uint64 user_id = 3;
+   */
+  userId: bigint;
+
+  /**
+   * How many users have reacted with this emoji after the change (now, when replayed).
+   *
+   * @generated from field: uint32 count = 4;
+   */
+  count: number;
+};
+
+/**
+ * Describes the message chat.v1.ReactionRemoved.
+ * Use `create(ReactionRemovedSchema)` to create a new message.
+ */
+export const ReactionRemovedSchema: GenMessage<ReactionRemoved> = /*@__PURE__*/
+  messageDesc(file_chat_v1_event, 11);
+
+/**
+ * Payload of a changed thread summary.
+ *
+ * @generated from message chat.v1.ThreadUpdated
+ */
+export type ThreadUpdated = Message<"chat.v1.ThreadUpdated"> & {
+  /**
+   * The thread's root.
+   *
+   * @generated from field: uint64 thread_root_id = 1;
+   */
+  threadRootId: bigint;
+
+  /**
+   * The summary after the change (as it is now, when replayed); unset when
+   * the thread has no replies left.
+   *
+   * @generated from field: chat.v1.ThreadSummary thread = 2;
+   */
+  thread?: ThreadSummary | undefined;
+};
+
+/**
+ * Describes the message chat.v1.ThreadUpdated.
+ * Use `create(ThreadUpdatedSchema)` to create a new message.
+ */
+export const ThreadUpdatedSchema: GenMessage<ThreadUpdated> = /*@__PURE__*/
+  messageDesc(file_chat_v1_event, 12);
+
+/**
+ * Payload of a pinned message.
+ *
+ * @generated from message chat.v1.MessagePinned
+ */
+export type MessagePinned = Message<"chat.v1.MessagePinned"> & {
+  /**
+   * The message, with pinned_at and pinned_by.
+   *
+   * @generated from field: chat.v1.Message message = 1;
+   */
+  message?: Message$1 | undefined;
+};
+
+/**
+ * Describes the message chat.v1.MessagePinned.
+ * Use `create(MessagePinnedSchema)` to create a new message.
+ */
+export const MessagePinnedSchema: GenMessage<MessagePinned> = /*@__PURE__*/
+  messageDesc(file_chat_v1_event, 13);
+
+/**
+ * Payload of an unpinned message.
+ *
+ * @generated from message chat.v1.MessageUnpinned
+ */
+export type MessageUnpinned = Message<"chat.v1.MessageUnpinned"> & {
+  /**
+   * The message that is no longer pinned.
+   *
+   * @generated from field: uint64 message_id = 1;
+   */
+  messageId: bigint;
+
+  /**
+   * Who unpinned it.
+   *
+   * @generated from field: uint64 by_user_id = 2;
+   */
+  byUserId: bigint;
+};
+
+/**
+ * Describes the message chat.v1.MessageUnpinned.
+ * Use `create(MessageUnpinnedSchema)` to create a new message.
+ */
+export const MessageUnpinnedSchema: GenMessage<MessageUnpinned> = /*@__PURE__*/
+  messageDesc(file_chat_v1_event, 14);
 

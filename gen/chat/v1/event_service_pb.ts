@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/v1/event_service.proto.
  */
 export const file_chat_v1_event_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtjaGF0L3YxL2V2ZW50X3NlcnZpY2UucHJvdG8SB2NoYXQudjEiOwoQU3Vic2NyaWJlUmVxdWVzdBInCgdjdXJzb3JzGAEgAygLMhYuY2hhdC52MS5DaGFubmVsQ3Vyc29yIowBChFTdWJzY3JpYmVSZXNwb25zZRIfCgVldmVudBgBIAEoCzIOLmNoYXQudjEuRXZlbnRIABIoCgdyZXN1bWVkGAIgASgLMhUuY2hhdC52MS5SZXN1bWVkRnJhbWVIABIkCgVlcnJvchgDIAEoCzITLmNoYXQudjEuRXJyb3JGcmFtZUgAQgYKBGl0ZW0yVAoMRXZlbnRTZXJ2aWNlEkQKCVN1YnNjcmliZRIZLmNoYXQudjEuU3Vic2NyaWJlUmVxdWVzdBoaLmNoYXQudjEuU3Vic2NyaWJlUmVzcG9uc2UwAWIGcHJvdG8z", [file_chat_v1_event, file_chat_v1_frame]);
+  fileDesc("ChtjaGF0L3YxL2V2ZW50X3NlcnZpY2UucHJvdG8SB2NoYXQudjEiOwoQU3Vic2NyaWJlUmVxdWVzdBInCgdjdXJzb3JzGAEgAygLMhYuY2hhdC52MS5DaGFubmVsQ3Vyc29yIowBChFTdWJzY3JpYmVSZXNwb25zZRIfCgVldmVudBgBIAEoCzIOLmNoYXQudjEuRXZlbnRIABIoCgdyZXN1bWVkGAIgASgLMhUuY2hhdC52MS5SZXN1bWVkRnJhbWVIABIkCgVlcnJvchgDIAEoCzITLmNoYXQudjEuRXJyb3JGcmFtZUgAQgYKBGl0ZW0iSgoSTGlzdENoYW5nZXNSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSEQoJYWZ0ZXJfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNImsKE0xpc3RDaGFuZ2VzUmVzcG9uc2USHgoGZXZlbnRzGAEgAygLMg4uY2hhdC52MS5FdmVudBIQCghuZXh0X3NlcRgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCBIQCghjb21wbGV0ZRgEIAEoCDKjAQoMRXZlbnRTZXJ2aWNlEkQKCVN1YnNjcmliZRIZLmNoYXQudjEuU3Vic2NyaWJlUmVxdWVzdBoaLmNoYXQudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJNCgtMaXN0Q2hhbmdlcxIbLmNoYXQudjEuTGlzdENoYW5nZXNSZXF1ZXN0GhwuY2hhdC52MS5MaXN0Q2hhbmdlc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_chat_v1_event, file_chat_v1_frame]);
 
 /**
  * Request of EventService.Subscribe.
@@ -23,7 +23,7 @@ export const file_chat_v1_event_service: GenFile = /*@__PURE__*/
  */
 export type SubscribeRequest = Message<"chat.v1.SubscribeRequest"> & {
   /**
-   * Channels to catch up on first, with the last message id seen in each.
+   * Channels to catch up on first, with where the client is in each one's change sequence.
    *
    * @generated from field: repeated chat.v1.ChannelCursor cursors = 1;
    */
@@ -83,6 +83,85 @@ export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE_
   messageDesc(file_chat_v1_event_service, 1);
 
 /**
+ * Request of EventService.ListChanges.
+ *
+ * @generated from message chat.v1.ListChangesRequest
+ */
+export type ListChangesRequest = Message<"chat.v1.ListChangesRequest"> & {
+  /**
+   * The channel; the caller must be a member.
+   *
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * Only changes with a sequence number above this one; 0 for the first.
+   *
+   * @generated from field: uint64 after_seq = 2;
+   */
+  afterSeq: bigint;
+
+  /**
+   * Changes per page: default 100, at most 500.
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message chat.v1.ListChangesRequest.
+ * Use `create(ListChangesRequestSchema)` to create a new message.
+ */
+export const ListChangesRequestSchema: GenMessage<ListChangesRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_event_service, 2);
+
+/**
+ * Response of EventService.ListChanges.
+ *
+ * @generated from message chat.v1.ListChangesResponse
+ */
+export type ListChangesResponse = Message<"chat.v1.ListChangesResponse"> & {
+  /**
+   * The changes, in sequence order, each as the event it was published as,
+   * showing the message as it is now.
+   *
+   * @generated from field: repeated chat.v1.Event events = 1;
+   */
+  events: Event[];
+
+  /**
+   * The sequence number to pass as after_seq for the next page.
+   *
+   * @generated from field: uint64 next_seq = 2;
+   */
+  nextSeq: bigint;
+
+  /**
+   * True when more changes follow next_seq.
+   *
+   * @generated from field: bool has_more = 3;
+   */
+  hasMore: boolean;
+
+  /**
+   * False when some changes after after_seq are no longer kept: reload the
+   * history instead.
+   *
+   * @generated from field: bool complete = 4;
+   */
+  complete: boolean;
+};
+
+/**
+ * Describes the message chat.v1.ListChangesResponse.
+ * Use `create(ListChangesResponseSchema)` to create a new message.
+ */
+export const ListChangesResponseSchema: GenMessage<ListChangesResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_event_service, 3);
+
+/**
  * Live events for bots over gRPC (or Connect streaming): the same events a
  * WebSocket receives, with the same authorization and resume semantics.
  *
@@ -101,6 +180,19 @@ export const EventService: GenService<{
     methodKind: "server_streaming";
     input: typeof SubscribeRequestSchema;
     output: typeof SubscribeResponseSchema;
+  },
+  /**
+   * The channel's changes after a sequence number, oldest first, as events
+   * that show each message as it is now (a deleted message's text is never
+   * replayed). What a client that was away calls to catch up, page by page,
+   * when a resume was cut short.
+   *
+   * @generated from rpc chat.v1.EventService.ListChanges
+   */
+  listChanges: {
+    methodKind: "unary";
+    input: typeof ListChangesRequestSchema;
+    output: typeof ListChangesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_v1_event_service, 0);

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/v1/frame.proto.
  */
 export const file_chat_v1_frame: GenFile = /*@__PURE__*/
-  fileDesc("ChNjaGF0L3YxL2ZyYW1lLnByb3RvEgdjaGF0LnYxIoYBCgtDbGllbnRGcmFtZRIiCgRwb3N0GAEgASgLMhIuY2hhdC52MS5Qb3N0RnJhbWVIABImCgZyZXN1bWUYAiABKAsyFC5jaGF0LnYxLlJlc3VtZUZyYW1lSAASIgoEcGluZxgDIAEoCzISLmNoYXQudjEuUGluZ0ZyYW1lSABCBwoFZnJhbWUiRAoJUG9zdEZyYW1lEhIKCmNoYW5uZWxfaWQYASABKAQSDAoEdGV4dBgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJIjkKDUNoYW5uZWxDdXJzb3ISEgoKY2hhbm5lbF9pZBgBIAEoBBIUCgxsYXN0X3NlZW5faWQYAiABKAQiNgoLUmVzdW1lRnJhbWUSJwoHY3Vyc29ycxgBIAMoCzIWLmNoYXQudjEuQ2hhbm5lbEN1cnNvciIaCglQaW5nRnJhbWUSDQoFbm9uY2UYASABKAQi8wEKC1NlcnZlckZyYW1lEiQKBWhlbGxvGAEgASgLMhMuY2hhdC52MS5IZWxsb0ZyYW1lSAASHwoFZXZlbnQYAiABKAsyDi5jaGF0LnYxLkV2ZW50SAASIAoDYWNrGAMgASgLMhEuY2hhdC52MS5BY2tGcmFtZUgAEiQKBWVycm9yGAQgASgLMhMuY2hhdC52MS5FcnJvckZyYW1lSAASIgoEcG9uZxgFIAEoCzISLmNoYXQudjEuUG9uZ0ZyYW1lSAASKAoHcmVzdW1lZBgGIAEoCzIVLmNoYXQudjEuUmVzdW1lZEZyYW1lSABCBwoFZnJhbWUiuQEKCkhlbGxvRnJhbWUSDwoHdXNlcl9pZBgBIAEoBBISCgpzZXNzaW9uX2lkGAIgASgJEi8KC3NlcnZlcl90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtjaGFubmVsX2lkcxgEIAMoBBIXCg9tYXhfZnJhbWVfYnl0ZXMYBSABKA0SFAoMcmVzdW1lX2xpbWl0GAYgASgNEhEKCXNlcnZlcl9pZBgHIAEoCSJXCghBY2tGcmFtZRIVCg1jbGllbnRfbXNnX2lkGAEgASgJEiEKB21lc3NhZ2UYAiABKAsyEC5jaGF0LnYxLk1lc3NhZ2USEQoJZHVwbGljYXRlGAMgASgIIkgKCkVycm9yRnJhbWUSFQoNY2xpZW50X21zZ19pZBgBIAEoCRIjCgVlcnJvchgCIAEoCzIULmNoYXQudjEuRXJyb3JTdGF0dXMiSwoJUG9uZ0ZyYW1lEg0KBW5vbmNlGAEgASgEEi8KC3NlcnZlcl90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJXCgxSZXN1bWVkRnJhbWUSEgoKY2hhbm5lbF9pZBgBIAEoBBIQCghyZXBsYXllZBgCIAEoDRIQCghjb21wbGV0ZRgDIAEoCBIPCgdsYXN0X2lkGAQgASgEYgZwcm90bzM", [file_chat_v1_error, file_chat_v1_event, file_chat_v1_message, file_google_protobuf_timestamp]);
+  fileDesc("ChNjaGF0L3YxL2ZyYW1lLnByb3RvEgdjaGF0LnYxIoYBCgtDbGllbnRGcmFtZRIiCgRwb3N0GAEgASgLMhIuY2hhdC52MS5Qb3N0RnJhbWVIABImCgZyZXN1bWUYAiABKAsyFC5jaGF0LnYxLlJlc3VtZUZyYW1lSAASIgoEcGluZxgDIAEoCzISLmNoYXQudjEuUGluZ0ZyYW1lSABCBwoFZnJhbWUidQoJUG9zdEZyYW1lEhIKCmNoYW5uZWxfaWQYASABKAQSDAoEdGV4dBgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJEhYKDnRocmVhZF9yb290X2lkGAQgASgEEhcKD2Fsc29fdG9fY2hhbm5lbBgFIAEoCCJJCg1DaGFubmVsQ3Vyc29yEhIKCmNoYW5uZWxfaWQYASABKAQSEAoIbGFzdF9zZXEYAyABKARKBAgCEANSDGxhc3Rfc2Vlbl9pZCI2CgtSZXN1bWVGcmFtZRInCgdjdXJzb3JzGAEgAygLMhYuY2hhdC52MS5DaGFubmVsQ3Vyc29yIhoKCVBpbmdGcmFtZRINCgVub25jZRgBIAEoBCLzAQoLU2VydmVyRnJhbWUSJAoFaGVsbG8YASABKAsyEy5jaGF0LnYxLkhlbGxvRnJhbWVIABIfCgVldmVudBgCIAEoCzIOLmNoYXQudjEuRXZlbnRIABIgCgNhY2sYAyABKAsyES5jaGF0LnYxLkFja0ZyYW1lSAASJAoFZXJyb3IYBCABKAsyEy5jaGF0LnYxLkVycm9yRnJhbWVIABIiCgRwb25nGAUgASgLMhIuY2hhdC52MS5Qb25nRnJhbWVIABIoCgdyZXN1bWVkGAYgASgLMhUuY2hhdC52MS5SZXN1bWVkRnJhbWVIAEIHCgVmcmFtZSK5AQoKSGVsbG9GcmFtZRIPCgd1c2VyX2lkGAEgASgEEhIKCnNlc3Npb25faWQYAiABKAkSLwoLc2VydmVyX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2NoYW5uZWxfaWRzGAQgAygEEhcKD21heF9mcmFtZV9ieXRlcxgFIAEoDRIUCgxyZXN1bWVfbGltaXQYBiABKA0SEQoJc2VydmVyX2lkGAcgASgJIlcKCEFja0ZyYW1lEhUKDWNsaWVudF9tc2dfaWQYASABKAkSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRIRCglkdXBsaWNhdGUYAyABKAgiSAoKRXJyb3JGcmFtZRIVCg1jbGllbnRfbXNnX2lkGAEgASgJEiMKBWVycm9yGAIgASgLMhQuY2hhdC52MS5FcnJvclN0YXR1cyJLCglQb25nRnJhbWUSDQoFbm9uY2UYASABKAQSLwoLc2VydmVyX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImcKDFJlc3VtZWRGcmFtZRISCgpjaGFubmVsX2lkGAEgASgEEhAKCHJlcGxheWVkGAIgASgNEhAKCGNvbXBsZXRlGAMgASgIEhAKCGxhc3Rfc2VxGAUgASgESgQIBBAFUgdsYXN0X2lkYgZwcm90bzM", [file_chat_v1_error, file_chat_v1_event, file_chat_v1_message, file_google_protobuf_timestamp]);
 
 /**
  * What a client sends on the WebSocket (path /ws on the gateway port).
@@ -43,7 +43,7 @@ export type ClientFrame = Message<"chat.v1.ClientFrame"> & {
     case: "post";
   } | {
     /**
-     * Catch up on channels after a reconnect; answered by the missed events, then resumed.
+     * Catch up on channels after a reconnect; answered by the missed changes, then resumed.
      *
      * @generated from field: chat.v1.ResumeFrame resume = 2;
      */
@@ -93,6 +93,20 @@ export type PostFrame = Message<"chat.v1.PostFrame"> & {
    * @generated from field: string client_msg_id = 3;
    */
   clientMsgId: string;
+
+  /**
+   * Reply in this message's thread, as in PostMessageRequest; 0 for none.
+   *
+   * @generated from field: uint64 thread_root_id = 4;
+   */
+  threadRootId: bigint;
+
+  /**
+   * With thread_root_id: also show the reply in the channel's history.
+   *
+   * @generated from field: bool also_to_channel = 5;
+   */
+  alsoToChannel: boolean;
 };
 
 /**
@@ -103,7 +117,7 @@ export const PostFrameSchema: GenMessage<PostFrame> = /*@__PURE__*/
   messageDesc(file_chat_v1_frame, 1);
 
 /**
- * The last message id a client saw in one channel.
+ * Where a client is in one channel's change sequence.
  *
  * @generated from message chat.v1.ChannelCursor
  */
@@ -116,11 +130,12 @@ export type ChannelCursor = Message<"chat.v1.ChannelCursor"> & {
   channelId: bigint;
 
   /**
-   * The id of the last message seen there; 0 for none.
+   * The highest Event.seq the client has seen in the channel with every
+   * lower one seen too; 0 for none (everything the channel keeps is replayed).
    *
-   * @generated from field: uint64 last_seen_id = 2;
+   * @generated from field: uint64 last_seq = 3;
    */
-  lastSeenId: bigint;
+  lastSeq: bigint;
 };
 
 /**
@@ -131,8 +146,9 @@ export const ChannelCursorSchema: GenMessage<ChannelCursor> = /*@__PURE__*/
   messageDesc(file_chat_v1_frame, 2);
 
 /**
- * Asks for everything missed since the given cursors, before any new event
- * of those channels.
+ * Asks for every change missed since the given cursors (new messages, edits,
+ * deletes, reactions, thread updates, pins), once each and in order, before
+ * any new event of those channels.
  *
  * @generated from message chat.v1.ResumeFrame
  */
@@ -284,7 +300,7 @@ export type HelloFrame = Message<"chat.v1.HelloFrame"> & {
   maxFrameBytes: number;
 
   /**
-   * Most messages one resume returns per channel before it asks to page instead.
+   * Most changes one resume returns per channel before it asks to page instead.
    *
    * @generated from field: uint32 resume_limit = 6;
    */
@@ -410,27 +426,28 @@ export type ResumedFrame = Message<"chat.v1.ResumedFrame"> & {
   channelId: bigint;
 
   /**
-   * Messages replayed for this channel before this frame.
+   * Changes replayed for this channel before this frame.
    *
    * @generated from field: uint32 replayed = 2;
    */
   replayed: number;
 
   /**
-   * False when more messages were missed than one resume returns: fetch the
-   * rest with MessageService.ListMessages (after = last replayed id, order
-   * OLDEST_FIRST). Live events follow either way.
+   * False when more changes were missed than one resume returns, or when
+   * some are no longer kept: page the rest with EventService.ListChanges
+   * (after_seq = last_seq), or reload the history if that says it is not
+   * complete either. Live events follow either way.
    *
    * @generated from field: bool complete = 3;
    */
   complete: boolean;
 
   /**
-   * The id of the last replayed message (the cursor to page from); 0 if none.
+   * The channel's sequence number the replay reached: the cursor to page from.
    *
-   * @generated from field: uint64 last_id = 4;
+   * @generated from field: uint64 last_seq = 5;
    */
-  lastId: bigint;
+  lastSeq: bigint;
 };
 
 /**

@@ -14,7 +14,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/v1/message.proto.
  */
 export const file_chat_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("ChVjaGF0L3YxL21lc3NhZ2UucHJvdG8SB2NoYXQudjEikQEKB01lc3NhZ2USCgoCaWQYASABKAQSEgoKY2hhbm5lbF9pZBgCIAEoBBIRCglzZW5kZXJfaWQYAyABKAQSDAoEdGV4dBgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAYgASgJIk0KElBvc3RNZXNzYWdlUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEgwKBHRleHQYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCSJLChNQb3N0TWVzc2FnZVJlc3BvbnNlEiEKB21lc3NhZ2UYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2USEQoJZHVwbGljYXRlGAIgASgIIlQKGVN0cmVhbVBvc3RNZXNzYWdlc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIMCgR0ZXh0GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkijgEKGlN0cmVhbVBvc3RNZXNzYWdlc1Jlc3BvbnNlEhUKDWNsaWVudF9tc2dfaWQYASABKAkSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRIRCglkdXBsaWNhdGUYAyABKAgSIwoFZXJyb3IYBCABKAsyFC5jaGF0LnYxLkVycm9yU3RhdHVzIn0KE0xpc3RNZXNzYWdlc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgVsaW1pdBgCIAEoDRIOCgZiZWZvcmUYAyABKAQSDQoFYWZ0ZXIYBCABKAQSJAoFb3JkZXIYBSABKA4yFS5jaGF0LnYxLk1lc3NhZ2VPcmRlciJhChRMaXN0TWVzc2FnZXNSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtuZXh0X2N1cnNvchgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCCptCgxNZXNzYWdlT3JkZXISHQoZTUVTU0FHRV9PUkRFUl9VTlNQRUNJRklFRBAAEh4KGk1FU1NBR0VfT1JERVJfTkVXRVNUX0ZJUlNUEAESHgoaTUVTU0FHRV9PUkRFUl9PTERFU1RfRklSU1QQAjKPAgoOTWVzc2FnZVNlcnZpY2USSAoLUG9zdE1lc3NhZ2USGy5jaGF0LnYxLlBvc3RNZXNzYWdlUmVxdWVzdBocLmNoYXQudjEuUG9zdE1lc3NhZ2VSZXNwb25zZRJQCgxMaXN0TWVzc2FnZXMSHC5jaGF0LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaHS5jaGF0LnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlIgOQAgESYQoSU3RyZWFtUG9zdE1lc3NhZ2VzEiIuY2hhdC52MS5TdHJlYW1Qb3N0TWVzc2FnZXNSZXF1ZXN0GiMuY2hhdC52MS5TdHJlYW1Qb3N0TWVzc2FnZXNSZXNwb25zZSgBMAFiBnByb3RvMw", [file_chat_v1_error, file_google_protobuf_timestamp]);
+  fileDesc("ChVjaGF0L3YxL21lc3NhZ2UucHJvdG8SB2NoYXQudjEi3wMKB01lc3NhZ2USCgoCaWQYASABKAQSEgoKY2hhbm5lbF9pZBgCIAEoBBIRCglzZW5kZXJfaWQYAyABKAQSDAoEdGV4dBgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAYgASgJEhYKDnRocmVhZF9yb290X2lkGAcgASgEEhcKD2Fsc29fdG9fY2hhbm5lbBgIIAEoCBItCgllZGl0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYCiABKAgSJgoGdGhyZWFkGAsgASgLMhYuY2hhdC52MS5UaHJlYWRTdW1tYXJ5EiQKCXJlYWN0aW9ucxgMIAMoCzIRLmNoYXQudjEuUmVhY3Rpb24SGgoSbWVudGlvbmVkX3VzZXJfaWRzGA0gAygEEhgKEG1lbnRpb25zX2NoYW5uZWwYDiABKAgSFQoNbWVudGlvbnNfaGVyZRgPIAEoCBItCglwaW5uZWRfYXQYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBpbm5lZF9ieRgRIAEoBCJ1Cg1UaHJlYWRTdW1tYXJ5EhMKC3JlcGx5X2NvdW50GAEgASgNEjMKD2xhdGVzdF9yZXBseV9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGgoScmVjZW50X3JlcGxpZXJfaWRzGAMgAygEIkYKCFJlYWN0aW9uEg0KBWVtb2ppGAEgASgJEg0KBWNvdW50GAIgASgNEgoKAm1lGAMgASgIEhAKCHVzZXJfaWRzGAQgAygEIn4KElBvc3RNZXNzYWdlUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEgwKBHRleHQYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCRIWCg50aHJlYWRfcm9vdF9pZBgEIAEoBBIXCg9hbHNvX3RvX2NoYW5uZWwYBSABKAgiSwoTUG9zdE1lc3NhZ2VSZXNwb25zZRIhCgdtZXNzYWdlGAEgASgLMhAuY2hhdC52MS5NZXNzYWdlEhEKCWR1cGxpY2F0ZRgCIAEoCCKFAQoZU3RyZWFtUG9zdE1lc3NhZ2VzUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEgwKBHRleHQYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCRIWCg50aHJlYWRfcm9vdF9pZBgEIAEoBBIXCg9hbHNvX3RvX2NoYW5uZWwYBSABKAgijgEKGlN0cmVhbVBvc3RNZXNzYWdlc1Jlc3BvbnNlEhUKDWNsaWVudF9tc2dfaWQYASABKAkSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRIRCglkdXBsaWNhdGUYAyABKAgSIwoFZXJyb3IYBCABKAsyFC5jaGF0LnYxLkVycm9yU3RhdHVzIn0KE0xpc3RNZXNzYWdlc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgVsaW1pdBgCIAEoDRIOCgZiZWZvcmUYAyABKAQSDQoFYWZ0ZXIYBCABKAQSJAoFb3JkZXIYBSABKA4yFS5jaGF0LnYxLk1lc3NhZ2VPcmRlciJhChRMaXN0TWVzc2FnZXNSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtuZXh0X2N1cnNvchgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCCJKChJFZGl0TWVzc2FnZVJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBISCgptZXNzYWdlX2lkGAIgASgEEgwKBHRleHQYAyABKAkiOAoTRWRpdE1lc3NhZ2VSZXNwb25zZRIhCgdtZXNzYWdlGAEgASgLMhAuY2hhdC52MS5NZXNzYWdlIj4KFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSEgoKbWVzc2FnZV9pZBgCIAEoBCIXChVEZWxldGVNZXNzYWdlUmVzcG9uc2UimgEKGExpc3RUaHJlYWRSZXBsaWVzUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEhYKDnRocmVhZF9yb290X2lkGAIgASgEEg0KBWxpbWl0GAMgASgNEg4KBmJlZm9yZRgEIAEoBBINCgVhZnRlchgFIAEoBBIkCgVvcmRlchgGIAEoDjIVLmNoYXQudjEuTWVzc2FnZU9yZGVyIoYBChlMaXN0VGhyZWFkUmVwbGllc1Jlc3BvbnNlEh4KBHJvb3QYASABKAsyEC5jaGF0LnYxLk1lc3NhZ2USIgoIbWVzc2FnZXMYAiADKAsyEC5jaGF0LnYxLk1lc3NhZ2USEwoLbmV4dF9jdXJzb3IYAyABKAQSEAoIaGFzX21vcmUYBCABKAgiSwoSQWRkUmVhY3Rpb25SZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSEgoKbWVzc2FnZV9pZBgCIAEoBBINCgVlbW9qaRgDIAEoCSI7ChNBZGRSZWFjdGlvblJlc3BvbnNlEiQKCXJlYWN0aW9ucxgBIAMoCzIRLmNoYXQudjEuUmVhY3Rpb24iTgoVUmVtb3ZlUmVhY3Rpb25SZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSEgoKbWVzc2FnZV9pZBgCIAEoBBINCgVlbW9qaRgDIAEoCSI+ChZSZW1vdmVSZWFjdGlvblJlc3BvbnNlEiQKCXJlYWN0aW9ucxgBIAMoCzIRLmNoYXQudjEuUmVhY3Rpb24iOwoRUGluTWVzc2FnZVJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBISCgptZXNzYWdlX2lkGAIgASgEIjcKElBpbk1lc3NhZ2VSZXNwb25zZRIhCgdtZXNzYWdlGAEgASgLMhAuY2hhdC52MS5NZXNzYWdlIj0KE1VucGluTWVzc2FnZVJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBISCgptZXNzYWdlX2lkGAIgASgEIhYKFFVucGluTWVzc2FnZVJlc3BvbnNlIiUKD0xpc3RQaW5zUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEIjYKEExpc3RQaW5zUmVzcG9uc2USIgoIbWVzc2FnZXMYASADKAsyEC5jaGF0LnYxLk1lc3NhZ2UqbQoMTWVzc2FnZU9yZGVyEh0KGU1FU1NBR0VfT1JERVJfVU5TUEVDSUZJRUQQABIeChpNRVNTQUdFX09SREVSX05FV0VTVF9GSVJTVBABEh4KGk1FU1NBR0VfT1JERVJfT0xERVNUX0ZJUlNUEAIygQcKDk1lc3NhZ2VTZXJ2aWNlEkgKC1Bvc3RNZXNzYWdlEhsuY2hhdC52MS5Qb3N0TWVzc2FnZVJlcXVlc3QaHC5jaGF0LnYxLlBvc3RNZXNzYWdlUmVzcG9uc2USUAoMTGlzdE1lc3NhZ2VzEhwuY2hhdC52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0Gh0uY2hhdC52MS5MaXN0TWVzc2FnZXNSZXNwb25zZSIDkAIBEmEKElN0cmVhbVBvc3RNZXNzYWdlcxIiLmNoYXQudjEuU3RyZWFtUG9zdE1lc3NhZ2VzUmVxdWVzdBojLmNoYXQudjEuU3RyZWFtUG9zdE1lc3NhZ2VzUmVzcG9uc2UoATABEkgKC0VkaXRNZXNzYWdlEhsuY2hhdC52MS5FZGl0TWVzc2FnZVJlcXVlc3QaHC5jaGF0LnYxLkVkaXRNZXNzYWdlUmVzcG9uc2USTgoNRGVsZXRlTWVzc2FnZRIdLmNoYXQudjEuRGVsZXRlTWVzc2FnZVJlcXVlc3QaHi5jaGF0LnYxLkRlbGV0ZU1lc3NhZ2VSZXNwb25zZRJfChFMaXN0VGhyZWFkUmVwbGllcxIhLmNoYXQudjEuTGlzdFRocmVhZFJlcGxpZXNSZXF1ZXN0GiIuY2hhdC52MS5MaXN0VGhyZWFkUmVwbGllc1Jlc3BvbnNlIgOQAgESSAoLQWRkUmVhY3Rpb24SGy5jaGF0LnYxLkFkZFJlYWN0aW9uUmVxdWVzdBocLmNoYXQudjEuQWRkUmVhY3Rpb25SZXNwb25zZRJRCg5SZW1vdmVSZWFjdGlvbhIeLmNoYXQudjEuUmVtb3ZlUmVhY3Rpb25SZXF1ZXN0Gh8uY2hhdC52MS5SZW1vdmVSZWFjdGlvblJlc3BvbnNlEkUKClBpbk1lc3NhZ2USGi5jaGF0LnYxLlBpbk1lc3NhZ2VSZXF1ZXN0GhsuY2hhdC52MS5QaW5NZXNzYWdlUmVzcG9uc2USSwoMVW5waW5NZXNzYWdlEhwuY2hhdC52MS5VbnBpbk1lc3NhZ2VSZXF1ZXN0Gh0uY2hhdC52MS5VbnBpbk1lc3NhZ2VSZXNwb25zZRJECghMaXN0UGlucxIYLmNoYXQudjEuTGlzdFBpbnNSZXF1ZXN0GhkuY2hhdC52MS5MaXN0UGluc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_chat_v1_error, file_google_protobuf_timestamp]);
 
 /**
  * A message in a channel (group channel or direct message).
@@ -64,6 +64,88 @@ export type Message = Message$1<"chat.v1.Message"> & {
    * @generated from field: string client_msg_id = 6;
    */
   clientMsgId: string;
+
+  /**
+   * The root of the thread this message replies in; 0 for a message that is
+   * not a reply. Replies are listed by ListThreadReplies, and in the channel's
+   * history only when also_to_channel is set.
+   *
+   * @generated from field: uint64 thread_root_id = 7;
+   */
+  threadRootId: bigint;
+
+  /**
+   * A thread reply that was also sent to the channel (Slack's "also send to
+   * channel"): it appears in the channel's history as well as in its thread.
+   *
+   * @generated from field: bool also_to_channel = 8;
+   */
+  alsoToChannel: boolean;
+
+  /**
+   * When the text was last edited by its sender; unset if never.
+   *
+   * @generated from field: google.protobuf.Timestamp edited_at = 9;
+   */
+  editedAt?: Timestamp | undefined;
+
+  /**
+   * True for a deleted thread root that still has replies: a tombstone with no
+   * text, reactions, mentions or pin. Other deleted messages are not listed.
+   *
+   * @generated from field: bool deleted = 10;
+   */
+  deleted: boolean;
+
+  /**
+   * The thread's summary, on a root that has replies; unset otherwise.
+   *
+   * @generated from field: chat.v1.ThreadSummary thread = 11;
+   */
+  thread?: ThreadSummary | undefined;
+
+  /**
+   * Reactions, one entry per emoji, in the order each emoji was first used.
+   *
+   * @generated from field: repeated chat.v1.Reaction reactions = 12;
+   */
+  reactions: Reaction[];
+
+  /**
+   * Members mentioned in the text with <@USER_ID>, in order of first mention,
+   * without repeats. Ids that are not members of the channel are left out.
+   *
+   * @generated from field: repeated uint64 mentioned_user_ids = 13;
+   */
+  mentionedUserIds: bigint[];
+
+  /**
+   * The text contains <!channel>: it is meant for every member.
+   *
+   * @generated from field: bool mentions_channel = 14;
+   */
+  mentionsChannel: boolean;
+
+  /**
+   * The text contains <!here>: it is meant for every member who is online.
+   *
+   * @generated from field: bool mentions_here = 15;
+   */
+  mentionsHere: boolean;
+
+  /**
+   * When the message was pinned to its channel; unset if it is not pinned.
+   *
+   * @generated from field: google.protobuf.Timestamp pinned_at = 16;
+   */
+  pinnedAt?: Timestamp | undefined;
+
+  /**
+   * Who pinned it; 0 if it is not pinned.
+   *
+   * @generated from field: uint64 pinned_by = 17;
+   */
+  pinnedBy: bigint;
 };
 
 /**
@@ -72,6 +154,84 @@ export type Message = Message$1<"chat.v1.Message"> & {
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_chat_v1_message, 0);
+
+/**
+ * What a thread root shows about its replies.
+ *
+ * @generated from message chat.v1.ThreadSummary
+ */
+export type ThreadSummary = Message$1<"chat.v1.ThreadSummary"> & {
+  /**
+   * Replies that are not deleted.
+   *
+   * @generated from field: uint32 reply_count = 1;
+   */
+  replyCount: number;
+
+  /**
+   * When the newest of them was posted.
+   *
+   * @generated from field: google.protobuf.Timestamp latest_reply_at = 2;
+   */
+  latestReplyAt?: Timestamp | undefined;
+
+  /**
+   * Up to 5 users who replied, the most recent first, without repeats.
+   *
+   * @generated from field: repeated uint64 recent_replier_ids = 3;
+   */
+  recentReplierIds: bigint[];
+};
+
+/**
+ * Describes the message chat.v1.ThreadSummary.
+ * Use `create(ThreadSummarySchema)` to create a new message.
+ */
+export const ThreadSummarySchema: GenMessage<ThreadSummary> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 1);
+
+/**
+ * One emoji's reactions on a message.
+ *
+ * @generated from message chat.v1.Reaction
+ */
+export type Reaction = Message$1<"chat.v1.Reaction"> & {
+  /**
+   * A Unicode emoji sequence, or a :shortcode: of 1 to 64 characters of
+   * a-z, 0-9, '_', '+' and '-' between the colons.
+   *
+   * @generated from field: string emoji = 1;
+   */
+  emoji: string;
+
+  /**
+   * How many users reacted with it.
+   *
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+
+  /**
+   * Whether the caller is one of them (always false in broadcast events).
+   *
+   * @generated from field: bool me = 3;
+   */
+  me: boolean;
+
+  /**
+   * The first users who reacted with it, up to 3, in the order they did.
+   *
+   * @generated from field: repeated uint64 user_ids = 4;
+   */
+  userIds: bigint[];
+};
+
+/**
+ * Describes the message chat.v1.Reaction.
+ * Use `create(ReactionSchema)` to create a new message.
+ */
+export const ReactionSchema: GenMessage<Reaction> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 2);
 
 /**
  * Request of MessageService.PostMessage.
@@ -100,6 +260,22 @@ export type PostMessageRequest = Message$1<"chat.v1.PostMessageRequest"> & {
    * @generated from field: string client_msg_id = 3;
    */
   clientMsgId: string;
+
+  /**
+   * Reply in this message's thread; 0 to post in the channel. A message of
+   * the same channel; a reply to a reply attaches to its root. Not in
+   * EPHEMERAL channels.
+   *
+   * @generated from field: uint64 thread_root_id = 4;
+   */
+  threadRootId: bigint;
+
+  /**
+   * With thread_root_id: also show the reply in the channel's history.
+   *
+   * @generated from field: bool also_to_channel = 5;
+   */
+  alsoToChannel: boolean;
 };
 
 /**
@@ -107,7 +283,7 @@ export type PostMessageRequest = Message$1<"chat.v1.PostMessageRequest"> & {
  * Use `create(PostMessageRequestSchema)` to create a new message.
  */
 export const PostMessageRequestSchema: GenMessage<PostMessageRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_message, 1);
+  messageDesc(file_chat_v1_message, 3);
 
 /**
  * Response of MessageService.PostMessage.
@@ -135,7 +311,7 @@ export type PostMessageResponse = Message$1<"chat.v1.PostMessageResponse"> & {
  * Use `create(PostMessageResponseSchema)` to create a new message.
  */
 export const PostMessageResponseSchema: GenMessage<PostMessageResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_message, 2);
+  messageDesc(file_chat_v1_message, 4);
 
 /**
  * One post on a MessageService.StreamPostMessages stream.
@@ -163,6 +339,20 @@ export type StreamPostMessagesRequest = Message$1<"chat.v1.StreamPostMessagesReq
    * @generated from field: string client_msg_id = 3;
    */
   clientMsgId: string;
+
+  /**
+   * Reply in this message's thread, as in PostMessageRequest; 0 for none.
+   *
+   * @generated from field: uint64 thread_root_id = 4;
+   */
+  threadRootId: bigint;
+
+  /**
+   * With thread_root_id: also show the reply in the channel's history.
+   *
+   * @generated from field: bool also_to_channel = 5;
+   */
+  alsoToChannel: boolean;
 };
 
 /**
@@ -170,7 +360,7 @@ export type StreamPostMessagesRequest = Message$1<"chat.v1.StreamPostMessagesReq
  * Use `create(StreamPostMessagesRequestSchema)` to create a new message.
  */
 export const StreamPostMessagesRequestSchema: GenMessage<StreamPostMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_message, 3);
+  messageDesc(file_chat_v1_message, 5);
 
 /**
  * The answer to one StreamPostMessagesRequest, in request order.
@@ -212,7 +402,7 @@ export type StreamPostMessagesResponse = Message$1<"chat.v1.StreamPostMessagesRe
  * Use `create(StreamPostMessagesResponseSchema)` to create a new message.
  */
 export const StreamPostMessagesResponseSchema: GenMessage<StreamPostMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_message, 4);
+  messageDesc(file_chat_v1_message, 6);
 
 /**
  * Request of MessageService.ListMessages.
@@ -261,7 +451,7 @@ export type ListMessagesRequest = Message$1<"chat.v1.ListMessagesRequest"> & {
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_message, 5);
+  messageDesc(file_chat_v1_message, 7);
 
 /**
  * Response of MessageService.ListMessages.
@@ -298,7 +488,450 @@ export type ListMessagesResponse = Message$1<"chat.v1.ListMessagesResponse"> & {
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_message, 6);
+  messageDesc(file_chat_v1_message, 8);
+
+/**
+ * Request of MessageService.EditMessage.
+ *
+ * @generated from message chat.v1.EditMessageRequest
+ */
+export type EditMessageRequest = Message$1<"chat.v1.EditMessageRequest"> & {
+  /**
+   * The message's channel.
+   *
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * The message to edit; one of the caller's own.
+   *
+   * @generated from field: uint64 message_id = 2;
+   */
+  messageId: bigint;
+
+  /**
+   * The new text: 1 to 40,000 characters, not only white space.
+   *
+   * @generated from field: string text = 3;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message chat.v1.EditMessageRequest.
+ * Use `create(EditMessageRequestSchema)` to create a new message.
+ */
+export const EditMessageRequestSchema: GenMessage<EditMessageRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 9);
+
+/**
+ * Response of MessageService.EditMessage.
+ *
+ * @generated from message chat.v1.EditMessageResponse
+ */
+export type EditMessageResponse = Message$1<"chat.v1.EditMessageResponse"> & {
+  /**
+   * The message after the edit.
+   *
+   * @generated from field: chat.v1.Message message = 1;
+   */
+  message?: Message | undefined;
+};
+
+/**
+ * Describes the message chat.v1.EditMessageResponse.
+ * Use `create(EditMessageResponseSchema)` to create a new message.
+ */
+export const EditMessageResponseSchema: GenMessage<EditMessageResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 10);
+
+/**
+ * Request of MessageService.DeleteMessage.
+ *
+ * @generated from message chat.v1.DeleteMessageRequest
+ */
+export type DeleteMessageRequest = Message$1<"chat.v1.DeleteMessageRequest"> & {
+  /**
+   * The message's channel.
+   *
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * The message to delete.
+   *
+   * @generated from field: uint64 message_id = 2;
+   */
+  messageId: bigint;
+};
+
+/**
+ * Describes the message chat.v1.DeleteMessageRequest.
+ * Use `create(DeleteMessageRequestSchema)` to create a new message.
+ */
+export const DeleteMessageRequestSchema: GenMessage<DeleteMessageRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 11);
+
+/**
+ * Response of MessageService.DeleteMessage.
+ *
+ * @generated from message chat.v1.DeleteMessageResponse
+ */
+export type DeleteMessageResponse = Message$1<"chat.v1.DeleteMessageResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.DeleteMessageResponse.
+ * Use `create(DeleteMessageResponseSchema)` to create a new message.
+ */
+export const DeleteMessageResponseSchema: GenMessage<DeleteMessageResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 12);
+
+/**
+ * Request of MessageService.ListThreadReplies.
+ *
+ * @generated from message chat.v1.ListThreadRepliesRequest
+ */
+export type ListThreadRepliesRequest = Message$1<"chat.v1.ListThreadRepliesRequest"> & {
+  /**
+   * The thread's channel; the caller must be a member.
+   *
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * The thread's root message.
+   *
+   * @generated from field: uint64 thread_root_id = 2;
+   */
+  threadRootId: bigint;
+
+  /**
+   * Replies per page: default 50, at most 200.
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+
+  /**
+   * Only replies with an id below this one (exclusive); 0 means no bound.
+   *
+   * @generated from field: uint64 before = 4;
+   */
+  before: bigint;
+
+  /**
+   * Only replies with an id above this one (exclusive); 0 means no bound.
+   *
+   * @generated from field: uint64 after = 5;
+   */
+  after: bigint;
+
+  /**
+   * OLDEST_FIRST (the default here) or NEWEST_FIRST.
+   *
+   * @generated from field: chat.v1.MessageOrder order = 6;
+   */
+  order: MessageOrder;
+};
+
+/**
+ * Describes the message chat.v1.ListThreadRepliesRequest.
+ * Use `create(ListThreadRepliesRequestSchema)` to create a new message.
+ */
+export const ListThreadRepliesRequestSchema: GenMessage<ListThreadRepliesRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 13);
+
+/**
+ * Response of MessageService.ListThreadReplies.
+ *
+ * @generated from message chat.v1.ListThreadRepliesResponse
+ */
+export type ListThreadRepliesResponse = Message$1<"chat.v1.ListThreadRepliesResponse"> & {
+  /**
+   * The thread's root, with its summary (a tombstone if it was deleted).
+   *
+   * @generated from field: chat.v1.Message root = 1;
+   */
+  root?: Message | undefined;
+
+  /**
+   * The page of replies, in the requested order.
+   *
+   * @generated from field: repeated chat.v1.Message messages = 2;
+   */
+  messages: Message[];
+
+  /**
+   * Cursor for the next page (the last reply's id), as in ListMessagesResponse.
+   *
+   * @generated from field: uint64 next_cursor = 3;
+   */
+  nextCursor: bigint;
+
+  /**
+   * True when more replies lie beyond next_cursor within the bounds.
+   *
+   * @generated from field: bool has_more = 4;
+   */
+  hasMore: boolean;
+};
+
+/**
+ * Describes the message chat.v1.ListThreadRepliesResponse.
+ * Use `create(ListThreadRepliesResponseSchema)` to create a new message.
+ */
+export const ListThreadRepliesResponseSchema: GenMessage<ListThreadRepliesResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 14);
+
+/**
+ * Request of MessageService.AddReaction.
+ *
+ * @generated from message chat.v1.AddReactionRequest
+ */
+export type AddReactionRequest = Message$1<"chat.v1.AddReactionRequest"> & {
+  /**
+   * The message's channel; the caller must be a member.
+   *
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * The message to react to.
+   *
+   * @generated from field: uint64 message_id = 2;
+   */
+  messageId: bigint;
+
+  /**
+   * A Unicode emoji sequence, or a :shortcode: (see Reaction.emoji).
+   *
+   * @generated from field: string emoji = 3;
+   */
+  emoji: string;
+};
+
+/**
+ * Describes the message chat.v1.AddReactionRequest.
+ * Use `create(AddReactionRequestSchema)` to create a new message.
+ */
+export const AddReactionRequestSchema: GenMessage<AddReactionRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 15);
+
+/**
+ * Response of MessageService.AddReaction.
+ *
+ * @generated from message chat.v1.AddReactionResponse
+ */
+export type AddReactionResponse = Message$1<"chat.v1.AddReactionResponse"> & {
+  /**
+   * The message's reactions after the change.
+   *
+   * @generated from field: repeated chat.v1.Reaction reactions = 1;
+   */
+  reactions: Reaction[];
+};
+
+/**
+ * Describes the message chat.v1.AddReactionResponse.
+ * Use `create(AddReactionResponseSchema)` to create a new message.
+ */
+export const AddReactionResponseSchema: GenMessage<AddReactionResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 16);
+
+/**
+ * Request of MessageService.RemoveReaction.
+ *
+ * @generated from message chat.v1.RemoveReactionRequest
+ */
+export type RemoveReactionRequest = Message$1<"chat.v1.RemoveReactionRequest"> & {
+  /**
+   * The message's channel; the caller must be a member.
+   *
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * The message the reaction is on.
+   *
+   * @generated from field: uint64 message_id = 2;
+   */
+  messageId: bigint;
+
+  /**
+   * The emoji to take back.
+   *
+   * @generated from field: string emoji = 3;
+   */
+  emoji: string;
+};
+
+/**
+ * Describes the message chat.v1.RemoveReactionRequest.
+ * Use `create(RemoveReactionRequestSchema)` to create a new message.
+ */
+export const RemoveReactionRequestSchema: GenMessage<RemoveReactionRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 17);
+
+/**
+ * Response of MessageService.RemoveReaction.
+ *
+ * @generated from message chat.v1.RemoveReactionResponse
+ */
+export type RemoveReactionResponse = Message$1<"chat.v1.RemoveReactionResponse"> & {
+  /**
+   * The message's reactions after the change.
+   *
+   * @generated from field: repeated chat.v1.Reaction reactions = 1;
+   */
+  reactions: Reaction[];
+};
+
+/**
+ * Describes the message chat.v1.RemoveReactionResponse.
+ * Use `create(RemoveReactionResponseSchema)` to create a new message.
+ */
+export const RemoveReactionResponseSchema: GenMessage<RemoveReactionResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 18);
+
+/**
+ * Request of MessageService.PinMessage.
+ *
+ * @generated from message chat.v1.PinMessageRequest
+ */
+export type PinMessageRequest = Message$1<"chat.v1.PinMessageRequest"> & {
+  /**
+   * The message's channel; the caller must be a member.
+   *
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * The message to pin.
+   *
+   * @generated from field: uint64 message_id = 2;
+   */
+  messageId: bigint;
+};
+
+/**
+ * Describes the message chat.v1.PinMessageRequest.
+ * Use `create(PinMessageRequestSchema)` to create a new message.
+ */
+export const PinMessageRequestSchema: GenMessage<PinMessageRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 19);
+
+/**
+ * Response of MessageService.PinMessage.
+ *
+ * @generated from message chat.v1.PinMessageResponse
+ */
+export type PinMessageResponse = Message$1<"chat.v1.PinMessageResponse"> & {
+  /**
+   * The pinned message.
+   *
+   * @generated from field: chat.v1.Message message = 1;
+   */
+  message?: Message | undefined;
+};
+
+/**
+ * Describes the message chat.v1.PinMessageResponse.
+ * Use `create(PinMessageResponseSchema)` to create a new message.
+ */
+export const PinMessageResponseSchema: GenMessage<PinMessageResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 20);
+
+/**
+ * Request of MessageService.UnpinMessage.
+ *
+ * @generated from message chat.v1.UnpinMessageRequest
+ */
+export type UnpinMessageRequest = Message$1<"chat.v1.UnpinMessageRequest"> & {
+  /**
+   * The message's channel; the caller must be a member.
+   *
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * The message to unpin.
+   *
+   * @generated from field: uint64 message_id = 2;
+   */
+  messageId: bigint;
+};
+
+/**
+ * Describes the message chat.v1.UnpinMessageRequest.
+ * Use `create(UnpinMessageRequestSchema)` to create a new message.
+ */
+export const UnpinMessageRequestSchema: GenMessage<UnpinMessageRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 21);
+
+/**
+ * Response of MessageService.UnpinMessage.
+ *
+ * @generated from message chat.v1.UnpinMessageResponse
+ */
+export type UnpinMessageResponse = Message$1<"chat.v1.UnpinMessageResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.UnpinMessageResponse.
+ * Use `create(UnpinMessageResponseSchema)` to create a new message.
+ */
+export const UnpinMessageResponseSchema: GenMessage<UnpinMessageResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 22);
+
+/**
+ * Request of MessageService.ListPins.
+ *
+ * @generated from message chat.v1.ListPinsRequest
+ */
+export type ListPinsRequest = Message$1<"chat.v1.ListPinsRequest"> & {
+  /**
+   * The channel; the caller must be a member.
+   *
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+};
+
+/**
+ * Describes the message chat.v1.ListPinsRequest.
+ * Use `create(ListPinsRequestSchema)` to create a new message.
+ */
+export const ListPinsRequestSchema: GenMessage<ListPinsRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 23);
+
+/**
+ * Response of MessageService.ListPins.
+ *
+ * @generated from message chat.v1.ListPinsResponse
+ */
+export type ListPinsResponse = Message$1<"chat.v1.ListPinsResponse"> & {
+  /**
+   * Every pinned message (at most 100), most recently pinned first.
+   *
+   * @generated from field: repeated chat.v1.Message messages = 1;
+   */
+  messages: Message[];
+};
+
+/**
+ * Describes the message chat.v1.ListPinsResponse.
+ * Use `create(ListPinsResponseSchema)` to create a new message.
+ */
+export const ListPinsResponseSchema: GenMessage<ListPinsResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_message, 24);
 
 /**
  * Order of a page of messages.
@@ -335,8 +968,11 @@ export const MessageOrderSchema: GenEnum<MessageOrder> = /*@__PURE__*/
   enumDesc(file_chat_v1_message, 0);
 
 /**
- * Posting and reading messages. Every RPC needs a user token, and the caller
- * must be a member of the channel.
+ * Posting, changing and reading messages. Every RPC needs a user token, and
+ * the caller must be a member of the channel. Every change to a stored
+ * message (post, edit, delete, reaction, thread update, pin) takes the next
+ * number of its channel's change sequence (Event.seq), which is what clients
+ * resume from.
  *
  * @generated from service chat.v1.MessageService
  */
@@ -377,6 +1013,93 @@ export const MessageService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof StreamPostMessagesRequestSchema;
     output: typeof StreamPostMessagesResponseSchema;
+  },
+  /**
+   * Replaces the text of one of the caller's own messages; it keeps its id
+   * and gains edited_at. Mentions are parsed again. Not in EPHEMERAL channels.
+   *
+   * @generated from rpc chat.v1.MessageService.EditMessage
+   */
+  editMessage: {
+    methodKind: "unary";
+    input: typeof EditMessageRequestSchema;
+    output: typeof EditMessageResponseSchema;
+  },
+  /**
+   * Deletes a message: its sender may, and so may an owner of a group
+   * channel. Its text is never served again. A thread root with replies stays
+   * as a tombstone (deleted = true); any other message leaves history.
+   *
+   * @generated from rpc chat.v1.MessageService.DeleteMessage
+   */
+  deleteMessage: {
+    methodKind: "unary";
+    input: typeof DeleteMessageRequestSchema;
+    output: typeof DeleteMessageResponseSchema;
+  },
+  /**
+   * Returns a page of one thread's replies, oldest first by default, with
+   * the same cursor rules as ListMessages, and the thread's root.
+   *
+   * @generated from rpc chat.v1.MessageService.ListThreadReplies
+   */
+  listThreadReplies: {
+    methodKind: "unary";
+    input: typeof ListThreadRepliesRequestSchema;
+    output: typeof ListThreadRepliesResponseSchema;
+  },
+  /**
+   * Adds the caller's reaction with one emoji; adding it again changes
+   * nothing. At most 50 distinct emoji per message (RESOURCE_EXHAUSTED).
+   *
+   * @generated from rpc chat.v1.MessageService.AddReaction
+   */
+  addReaction: {
+    methodKind: "unary";
+    input: typeof AddReactionRequestSchema;
+    output: typeof AddReactionResponseSchema;
+  },
+  /**
+   * Removes the caller's reaction with one emoji; removing one that is not
+   * there changes nothing.
+   *
+   * @generated from rpc chat.v1.MessageService.RemoveReaction
+   */
+  removeReaction: {
+    methodKind: "unary";
+    input: typeof RemoveReactionRequestSchema;
+    output: typeof RemoveReactionResponseSchema;
+  },
+  /**
+   * Pins a message to its channel; pinning it again changes nothing. At most
+   * 100 pins per channel (RESOURCE_EXHAUSTED).
+   *
+   * @generated from rpc chat.v1.MessageService.PinMessage
+   */
+  pinMessage: {
+    methodKind: "unary";
+    input: typeof PinMessageRequestSchema;
+    output: typeof PinMessageResponseSchema;
+  },
+  /**
+   * Unpins a message; unpinning one that is not pinned changes nothing.
+   *
+   * @generated from rpc chat.v1.MessageService.UnpinMessage
+   */
+  unpinMessage: {
+    methodKind: "unary";
+    input: typeof UnpinMessageRequestSchema;
+    output: typeof UnpinMessageResponseSchema;
+  },
+  /**
+   * The channel's pinned messages, most recently pinned first.
+   *
+   * @generated from rpc chat.v1.MessageService.ListPins
+   */
+  listPins: {
+    methodKind: "unary";
+    input: typeof ListPinsRequestSchema;
+    output: typeof ListPinsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_v1_message, 0);

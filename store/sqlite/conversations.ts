@@ -1,0 +1,275 @@
+/**
+ * Messages that change, on SQLite: the change log, thread summaries, edits,
+ * deletes, reactions and pins. Every method here runs inside a transaction
+ * its caller (sqlite-store.ts) opens, so a change, its effects on other rows
+ * and its log entry commit together, and the log's seq order is the commit
+ * order, whichever connection commits.
+ */
+import type Database from "better-sqlite3";
+import { timestampOfId } from "../../core/ids.js";
+import {
+  LimitExceededError,
+  MAX_RECENT_REPLIERS,
+  NotFoundError,
+  REACTION_SAMPLE_USERS,
+  type ChangeKind,
+  type ChangeRecord,
+  type MessageChange,
+  type MessageEdit,
+  type MessageRecord,
+  type ReactionChange,
+  type ReactionSummary,
+  type StoredMessage,
+} from "../store.js";
+import { idList, mentionsColumn, reactionsColumn, reactionsOf, seqList, toChange, toStoredMessage, type Row } from "./rows.js";
+
+export type AppendOutcome =
+  | { message: StoredMessage; duplicate: boolean; changes: ChangeRecord[]; root?: StoredMessage }
+  | { error: unknown };
+
+export class SqliteConversations {
+  private readonly s;
+  /** A savepoint inside the group commit's transaction: a failed append leaves nothing behind. */
+  private readonly appendInSavepoint: (m: MessageRecord) => AppendOutcome;
+
+  constructor(db: Database.Database) {
+    this.appendInSavepoint = db.transaction((m: MessageRecord) => this.appendOrThrow(m));
+    const p = (sql: string) => db.prepare(sql);
+    this.s = {
+      nextSeq: p(
+        `INSERT INTO channel_heads (channel_id, seq) VALUES (?, 1)
+         ON CONFLICT (channel_id) DO UPDATE SET seq = seq + 1 RETURNING seq`,
+      ),
+      bumpRevision: p("UPDATE channel_heads SET history_rev = ? WHERE channel_id = ?"),
+      revision: p("SELECT history_rev FROM channel_heads WHERE channel_id = ?"),
+      insertChange: p("INSERT INTO changes (channel_id, seq, kind, message_id, actor_id, emoji, at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+      changesAfter: p("SELECT * FROM changes WHERE channel_id = ? AND seq > ? ORDER BY seq LIMIT ?"),
+      changeAt: p("SELECT * FROM changes WHERE channel_id = ? AND seq = ?"),
+      insertMessage: p(
+        // Any conflict: the same key from the same sender, or the same id written again.
+        `INSERT INTO messages (channel_id, id, sender_id, text, client_msg_id, thread_root_id, also_to_channel, mentions, in_history)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      ),
+      getMessage: p("SELECT * FROM messages WHERE channel_id = ? AND id = ?"),
+      findByClientMsgId: p("SELECT * FROM messages WHERE channel_id = ? AND sender_id = ? AND client_msg_id = ?"),
+      setPostSeqs: p("UPDATE messages SET post_seqs = ? WHERE channel_id = ? AND id = ?"),
+      setThread: p(
+        "UPDATE messages SET reply_count = ?, latest_reply_id = ?, recent_repliers = ?, in_history = ? WHERE channel_id = ? AND id = ?",
+      ),
+      liveReplies: p(
+        "SELECT id, sender_id FROM messages WHERE channel_id = ? AND thread_root_id = ? AND deleted_at = 0 ORDER BY id DESC",
+      ),
+      edit: p("UPDATE messages SET text = ?, mentions = ?, edited_at = ? WHERE channel_id = ? AND id = ?"),
+      delete: p(
+        `UPDATE messages SET text = '', mentions = NULL, reactions = NULL, pinned_at = 0, pinned_by = 0, deleted_at = ?, in_history = ?
+         WHERE channel_id = ? AND id = ?`,
+      ),
+      deleteReactions: p("DELETE FROM reactions WHERE channel_id = ? AND message_id = ?"),
+      hasReaction: p("SELECT 1 FROM reactions WHERE channel_id = ? AND message_id = ? AND emoji = ? AND user_id = ?"),
+      insertReaction: p("INSERT INTO reactions (channel_id, message_id, emoji, user_id, at) VALUES (?, ?, ?, ?, ?)"),
+      deleteReaction: p("DELETE FROM reactions WHERE channel_id = ? AND message_id = ? AND emoji = ? AND user_id = ?"),
+      emojiCount: p("SELECT count(*) AS n FROM reactions WHERE channel_id = ? AND message_id = ? AND emoji = ?"),
+      emojiSample: p(
+        `SELECT user_id FROM reactions WHERE channel_id = ? AND message_id = ? AND emoji = ? ORDER BY at, user_id LIMIT ${REACTION_SAMPLE_USERS}`,
+      ),
+      setReactions: p("UPDATE messages SET reactions = ? WHERE channel_id = ? AND id = ?"),
+      reactionsOfUser: p(
+        "SELECT message_id, emoji FROM reactions WHERE channel_id = ? AND user_id = ? AND message_id >= ? AND message_id <= ? ORDER BY message_id, at",
+      ),
+      setPin: p("UPDATE messages SET pinned_at = ?, pinned_by = ? WHERE channel_id = ? AND id = ?"),
+      pinCount: p("SELECT count(*) AS n FROM messages WHERE channel_id = ? AND pinned_at != 0"),
+      pins: p("SELECT * FROM messages WHERE channel_id = ? AND pinned_at != 0 ORDER BY pinned_at DESC, id DESC"),
+    };
+  }
+
+  // --- the change log ---
+
+  private log(channelId: bigint, kind: ChangeKind, messageId: bigint, actorId: bigint, emoji: string, at: number): ChangeRecord {
+    const seq = (this.s.nextSeq.get(channelId) as Row).seq as bigint;
+    this.s.insertChange.run(channelId, seq, kind, messageId, actorId, emoji, at);
+    if (kind !== "posted") this.s.bumpRevision.run(seq, channelId);
+    return { channelId, seq, kind, messageId, actorId, emoji, at };
+  }
+
+  listChanges(channelId: bigint, afterSeq: bigint, limit: number): ChangeRecord[] {
+    return (this.s.changesAfter.all(channelId, afterSeq, limit) as Row[]).map(toChange);
+  }
+
+  historyRevision(channelId: bigint): bigint {
+    const row = this.s.revision.get(channelId) as Row | undefined;
+    return (row?.history_rev as bigint | undefined) ?? 0n;
+  }
+
+  // --- reads ---
+
+  get(channelId: bigint, id: bigint): StoredMessage | undefined {
+    const row = this.s.getMessage.get(channelId, id) as Row | undefined;
+    return row && toStoredMessage(row);
+  }
+
+  private live(channelId: bigint, id: bigint): StoredMessage {
+    const m = this.get(channelId, id);
+    if (!m || m.deletedAt !== 0) throw new NotFoundError("message");
+    return m;
+  }
+
+  findByClientMsgId(channelId: bigint, senderId: bigint, clientMsgId: string): StoredMessage | undefined {
+    const row = this.s.findByClientMsgId.get(channelId, senderId, clientMsgId) as Row | undefined;
+    return row && toStoredMessage(row);
+  }
+
+  reactionsOfUser(channelId: bigint, userId: bigint, fromId: bigint, toId: bigint): Array<{ messageId: bigint; emoji: string }> {
+    return (this.s.reactionsOfUser.all(channelId, userId, fromId, toId) as Row[]).map((r) => ({
+      messageId: r.message_id as bigint,
+      emoji: r.emoji as string,
+    }));
+  }
+
+  pins(channelId: bigint): StoredMessage[] {
+    return (this.s.pins.all(channelId) as Row[]).map(toStoredMessage);
+  }
+
+  // --- posting ---
+
+  /** One append of a group commit; failures are returned, so that one bad record does not fail its batch. */
+  append(m: MessageRecord): AppendOutcome {
+    try {
+      return this.appendInSavepoint(m);
+    } catch (error) {
+      return { error };
+    }
+  }
+
+  private appendOrThrow(m: MessageRecord): AppendOutcome {
+    const rootId = m.threadRootId ?? 0n;
+    const alsoToChannel = rootId !== 0n && (m.alsoToChannel ?? false);
+    let root: StoredMessage | undefined;
+    if (rootId !== 0n) {
+      root = this.get(m.channelId, rootId);
+      if (!root || root.threadRootId !== 0n) throw new NotFoundError("thread_root_id");
+    }
+    const clientMsgId = m.clientMsgId === "" ? null : m.clientMsgId;
+    const info = this.s.insertMessage.run(
+      m.channelId,
+      m.id,
+      m.senderId,
+      m.text,
+      clientMsgId,
+      rootId,
+      alsoToChannel ? 1 : 0,
+      mentionsColumn(m.mentions ?? { userIds: [], channel: false, here: false }),
+      rootId === 0n || alsoToChannel ? 1 : 0,
+    );
+    if (info.changes === 0) {
+      // Written before (a redelivered write-behind record): done, with what it logged then.
+      const same = this.s.getMessage.get(m.channelId, m.id) as Row | undefined;
+      if (same) {
+        const changes = seqList(same.post_seqs as string).map((seq) => toChange(this.s.changeAt.get(m.channelId, seq) as Row));
+        const first = toStoredMessage(same);
+        const again = first.threadRootId !== 0n ? this.get(m.channelId, first.threadRootId) : undefined;
+        return { message: first, duplicate: false, changes, ...(again && { root: again }) };
+      }
+      const original = this.s.findByClientMsgId.get(m.channelId, m.senderId, clientMsgId) as Row;
+      return { message: toStoredMessage(original), duplicate: true, changes: [] };
+    }
+    const at = timestampOfId(m.id);
+    const changes = [this.log(m.channelId, "posted", m.id, m.senderId, "", at)];
+    if (root) {
+      root = this.summarise(root);
+      changes.push(this.log(m.channelId, "thread_updated", root.id, m.senderId, "", at));
+    }
+    this.s.setPostSeqs.run(idList(changes.map((c) => c.seq)), m.channelId, m.id);
+    return { message: this.get(m.channelId, m.id)!, duplicate: false, changes, ...(root && { root }) };
+  }
+
+  /** Recomputes a root's thread summary from its replies that are not deleted; returns the root now. */
+  private summarise(root: StoredMessage): StoredMessage {
+    const replies = this.s.liveReplies.all(root.channelId, root.id) as Row[];
+    const recent: bigint[] = [];
+    for (const r of replies) {
+      const sender = r.sender_id as bigint;
+      if (!recent.includes(sender)) recent.push(sender);
+      if (recent.length === MAX_RECENT_REPLIERS) break;
+    }
+    const latest = (replies[0]?.id as bigint | undefined) ?? 0n;
+    const inHistory = root.deletedAt === 0 || replies.length > 0;
+    this.s.setThread.run(replies.length, latest, idList(recent), inHistory ? 1 : 0, root.channelId, root.id);
+    return this.get(root.channelId, root.id)!;
+  }
+
+  // --- changes to a message ---
+
+  edit(e: MessageEdit): MessageChange {
+    const current = this.live(e.channelId, e.id);
+    if (current.senderId !== e.senderId) throw new NotFoundError("message");
+    this.s.edit.run(e.text, mentionsColumn(e.mentions), e.at, e.channelId, e.id);
+    const change = this.log(e.channelId, "edited", e.id, e.senderId, "", e.at);
+    return { message: this.get(e.channelId, e.id)!, changes: [change] };
+  }
+
+  delete(channelId: bigint, id: bigint, actorId: bigint, at: number): MessageChange {
+    const current = this.live(channelId, id);
+    const changes: ChangeRecord[] = [];
+    if (current.pinnedAt !== 0) changes.push(this.log(channelId, "unpinned", id, actorId, "", at));
+    // A root keeps its place in history while it has replies (a tombstone).
+    const isRootWithReplies = current.threadRootId === 0n && current.thread !== undefined;
+    this.s.delete.run(at, isRootWithReplies ? 1 : 0, channelId, id);
+    this.s.deleteReactions.run(channelId, id);
+    changes.push(this.log(channelId, "deleted", id, actorId, "", at));
+    if (current.threadRootId !== 0n) {
+      const root = this.get(channelId, current.threadRootId);
+      if (root) {
+        this.summarise(root);
+        changes.push(this.log(channelId, "thread_updated", root.id, actorId, "", at));
+      }
+    }
+    return { message: this.get(channelId, id)!, changes };
+  }
+
+  addReaction(r: ReactionChange, maxEmoji: number): MessageChange {
+    const current = this.live(r.channelId, r.messageId);
+    if (this.s.hasReaction.get(r.channelId, r.messageId, r.emoji, r.userId)) return { message: current, changes: [] };
+    if (!current.reactions.some((x) => x.emoji === r.emoji) && current.reactions.length >= maxEmoji) {
+      throw new LimitExceededError("reactions", maxEmoji);
+    }
+    this.s.insertReaction.run(r.channelId, r.messageId, r.emoji, r.userId, r.at);
+    return this.reactionChanged(current, r, "reaction_added");
+  }
+
+  removeReaction(r: ReactionChange): MessageChange {
+    const current = this.live(r.channelId, r.messageId);
+    if (this.s.deleteReaction.run(r.channelId, r.messageId, r.emoji, r.userId).changes === 0) return { message: current, changes: [] };
+    return this.reactionChanged(current, r, "reaction_removed");
+  }
+
+  /** Brings the message's summary up to date for one emoji (exact: counted in the same transaction). */
+  private reactionChanged(current: StoredMessage, r: ReactionChange, kind: "reaction_added" | "reaction_removed"): MessageChange {
+    const count = Number((this.s.emojiCount.get(r.channelId, r.messageId, r.emoji) as Row).n);
+    const userIds = (this.s.emojiSample.all(r.channelId, r.messageId, r.emoji) as Row[]).map((x) => x.user_id as bigint);
+    const summary: ReactionSummary[] = reactionsOf(reactionsColumn(current.reactions));
+    const i = summary.findIndex((x) => x.emoji === r.emoji);
+    if (count === 0) summary.splice(i, 1);
+    else if (i === -1) summary.push({ emoji: r.emoji, count, userIds });
+    else summary[i] = { emoji: r.emoji, count, userIds };
+    this.s.setReactions.run(reactionsColumn(summary), r.channelId, r.messageId);
+    const change = this.log(r.channelId, kind, r.messageId, r.userId, r.emoji, r.at);
+    return { message: this.get(r.channelId, r.messageId)!, changes: [change] };
+  }
+
+  pin(channelId: bigint, id: bigint, actorId: bigint, at: number, maxPins: number): MessageChange {
+    const current = this.live(channelId, id);
+    if (current.pinnedAt !== 0) return { message: current, changes: [] };
+    if (Number((this.s.pinCount.get(channelId) as Row).n) >= maxPins) throw new LimitExceededError("pins", maxPins);
+    this.s.setPin.run(at, actorId, channelId, id);
+    const change = this.log(channelId, "pinned", id, actorId, "", at);
+    return { message: this.get(channelId, id)!, changes: [change] };
+  }
+
+  unpin(channelId: bigint, id: bigint, actorId: bigint, at: number): MessageChange {
+    const current = this.live(channelId, id);
+    if (current.pinnedAt === 0) return { message: current, changes: [] };
+    this.s.setPin.run(0, 0n, channelId, id);
+    const change = this.log(channelId, "unpinned", id, actorId, "", at);
+    return { message: this.get(channelId, id)!, changes: [change] };
+  }
+}
