@@ -10,7 +10,7 @@ import type { ChannelRecord, StoredMessage } from "../../store/store.js";
 import type { ServiceDeps } from "../deps.js";
 
 /** How long a FAST message may take to reach the store before a change to it gives up (UNAVAILABLE then would be a lie: NOT_FOUND). */
-export const FAST_WRITE_WAIT_MS = 3_000;
+export const FAST_WRITE_WAIT_MS = 5_000;
 const POLL_MS = 25;
 /** Only messages this young can still be on their way. */
 const IN_FLIGHT_WINDOW_MS = 5 * 60_000;

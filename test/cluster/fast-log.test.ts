@@ -85,4 +85,38 @@ describe("FAST channels through the JetStream write-behind log", () => {
     expect(again).toMatchObject({ duplicate: true, message: { id: posted[0] } });
     await socket.close();
   });
+
+  it("applies an edit that races the write-behind after the write, never under it, and delivers each post once", async () => {
+    // No writer at first: the post is acknowledged (JetStream has it) and not stored.
+    const writerless = await start({ CHAT_NODE_ID: "21", CHAT_FAST_LOG_WRITER: "false" }, "api");
+    const gateway = await start({ CHAT_API_URL: writerless.url }, "gateway");
+    const admin = clientsOf(writerless.url, ADMIN);
+    const ana = await createUser(admin, "Ana");
+    const ben = await createUser(admin, "Ben");
+    const anaOn = clientsOf(writerless.url, ana.token);
+    const { channel } = await anaOn.channels.createChannel({ name: `fast-edit-${Date.now()}`, delivery: DeliveryMode.FAST });
+    const channelId = channel!.id;
+    await clientsOf(writerless.url, ben.token).channels.joinChannel({ channelId });
+    const socket = await TestSocket.connect(gateway.gatewayUrls[0]!, { token: ben.token });
+    await socket.hello();
+    await new Promise((r) => setTimeout(r, 200));
+
+    const { message } = await anaOn.messages.postMessage({ channelId, text: "draft" });
+    const editing = anaOn.messages.editMessage({ channelId, messageId: message!.id, text: "final" });
+    // The edit waits for the write; a writer starts meanwhile and stores the post.
+    await start({ CHAT_NODE_ID: "22" }, "api");
+    const { message: edited } = await editing;
+    expect(edited).toMatchObject({ id: message!.id, text: "final" });
+
+    const history = async () => (await anaOn.messages.listMessages({ channelId, limit: 10 })).messages;
+    expect((await history()).map((m) => m.text)).toEqual(["final"]);
+    // A redelivered record (the write-behind's at-least-once) cannot undo the edit either.
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await history()).map((m) => [m.text, m.editedAt !== undefined])).toEqual([["final", true]]);
+    await socket.next(isEvent("messageEdited", channelId), 5000);
+    await new Promise((r) => setTimeout(r, 300));
+    // The post once: its preview, not also the sequenced copy the writer published.
+    expect(postedIds(socket.frames, channelId)).toEqual([message!.id]);
+    await socket.close();
+  });
 });
