@@ -1,15 +1,17 @@
 /**
  * Messages that change, on SQLite: the change log, thread summaries, edits,
  * deletes, reactions and pins. Every method here runs inside a transaction
- * its caller (sqlite-store.ts) opens, so a change, its effects on other rows
- * and its log entry commit together, and the log's seq order is the commit
- * order, whichever connection commits.
+ * its caller (sqlite-store.ts) opens as IMMEDIATE, so a change, its effects
+ * on other rows and its log entry commit together, and the log's seq order
+ * is the commit order, whichever connection commits.
  */
 import type Database from "better-sqlite3";
 import { timestampOfId } from "../../core/ids.js";
 import {
   LimitExceededError,
   MAX_RECENT_REPLIERS,
+  newStoredMessage,
+  NO_MENTIONS,
   NotFoundError,
   REACTION_SAMPLE_USERS,
   type ChangeKind,
@@ -22,6 +24,9 @@ import {
   type StoredMessage,
 } from "../store.js";
 import { idList, mentionsColumn, reactionsColumn, reactionsOf, seqList, toChange, toStoredMessage, type Row } from "./rows.js";
+
+/** Thrown inside an append's savepoint when its message is stored already, to undo the seqs it took. */
+const WRITTEN_BEFORE = Symbol("written before");
 
 export type AppendOutcome =
   | { message: StoredMessage; duplicate: boolean; changes: ChangeRecord[]; root?: StoredMessage }
@@ -36,28 +41,28 @@ export class SqliteConversations {
     this.appendInSavepoint = db.transaction((m: MessageRecord) => this.appendOrThrow(m));
     const p = (sql: string) => db.prepare(sql);
     this.s = {
-      nextSeq: p(
-        `INSERT INTO channel_heads (channel_id, seq) VALUES (?, 1)
-         ON CONFLICT (channel_id) DO UPDATE SET seq = seq + 1 RETURNING seq`,
+      // The caller's IMMEDIATE transaction keeps other writers out between this read and the entry's insert.
+      nextSeq: p("SELECT coalesce(max(seq), 0) + 1 AS seq FROM changes WHERE channel_id = ?"),
+      bumpRevision: p(
+        `INSERT INTO channel_revisions (channel_id, history_rev) VALUES (?, ?)
+         ON CONFLICT (channel_id) DO UPDATE SET history_rev = excluded.history_rev`,
       ),
-      bumpRevision: p("UPDATE channel_heads SET history_rev = ? WHERE channel_id = ?"),
-      revision: p("SELECT history_rev FROM channel_heads WHERE channel_id = ?"),
+      revision: p("SELECT history_rev FROM channel_revisions WHERE channel_id = ?"),
       insertChange: p("INSERT INTO changes (channel_id, seq, kind, message_id, actor_id, emoji, at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
       changesAfter: p("SELECT * FROM changes WHERE channel_id = ? AND seq > ? ORDER BY seq LIMIT ?"),
       changeAt: p("SELECT * FROM changes WHERE channel_id = ? AND seq = ?"),
       insertMessage: p(
         // Any conflict: the same key from the same sender, or the same id written again.
-        `INSERT INTO messages (channel_id, id, sender_id, text, client_msg_id, thread_root_id, also_to_channel, mentions, in_history)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        `INSERT INTO messages (channel_id, id, sender_id, text, client_msg_id, thread_root_id, also_to_channel, mentions, in_history, post_seqs)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
       ),
       getMessage: p("SELECT * FROM messages WHERE channel_id = ? AND id = ?"),
       findByClientMsgId: p("SELECT * FROM messages WHERE channel_id = ? AND sender_id = ? AND client_msg_id = ?"),
-      setPostSeqs: p("UPDATE messages SET post_seqs = ? WHERE channel_id = ? AND id = ?"),
       setThread: p(
         "UPDATE messages SET reply_count = ?, latest_reply_id = ?, recent_repliers = ?, in_history = ? WHERE channel_id = ? AND id = ?",
       ),
       liveReplies: p(
-        "SELECT id, sender_id FROM messages WHERE channel_id = ? AND thread_root_id = ? AND deleted_at = 0 ORDER BY id DESC",
+        "SELECT id, sender_id FROM messages INDEXED BY messages_thread WHERE channel_id = ? AND thread_root_id = ? AND thread_root_id != 0 AND deleted_at = 0 ORDER BY id DESC",
       ),
       edit: p("UPDATE messages SET text = ?, mentions = ?, edited_at = ? WHERE channel_id = ? AND id = ?"),
       delete: p(
@@ -85,9 +90,17 @@ export class SqliteConversations {
   // --- the change log ---
 
   private log(channelId: bigint, kind: ChangeKind, messageId: bigint, actorId: bigint, emoji: string, at: number): ChangeRecord {
-    const seq = (this.s.nextSeq.get(channelId) as Row).seq as bigint;
+    return this.logAt(this.takeSeq(channelId), channelId, kind, messageId, actorId, emoji, at);
+  }
+
+  /** The next seq, until an entry is logged with it (two takes without a log between give the same). */
+  private takeSeq(channelId: bigint): bigint {
+    return (this.s.nextSeq.get(channelId) as Row).seq as bigint;
+  }
+
+  private logAt(seq: bigint, channelId: bigint, kind: ChangeKind, messageId: bigint, actorId: bigint, emoji: string, at: number): ChangeRecord {
     this.s.insertChange.run(channelId, seq, kind, messageId, actorId, emoji, at);
-    if (kind !== "posted") this.s.bumpRevision.run(seq, channelId);
+    if (kind !== "posted") this.s.bumpRevision.run(channelId, seq);
     return { channelId, seq, kind, messageId, actorId, emoji, at };
   }
 
@@ -136,10 +149,20 @@ export class SqliteConversations {
     try {
       return this.appendInSavepoint(m);
     } catch (error) {
+      if (error !== WRITTEN_BEFORE) return { error };
+    }
+    try {
+      return this.earlierAppend(m);
+    } catch (error) {
       return { error };
     }
   }
 
+  /**
+   * The seqs are taken before the row is written, so that the row carries
+   * them (post_seqs) in its one insert; when the insert finds the message
+   * there already, WRITTEN_BEFORE rolls the savepoint (and the seqs) back.
+   */
   private appendOrThrow(m: MessageRecord): AppendOutcome {
     const rootId = m.threadRootId ?? 0n;
     const alsoToChannel = rootId !== 0n && (m.alsoToChannel ?? false);
@@ -148,38 +171,44 @@ export class SqliteConversations {
       root = this.get(m.channelId, rootId);
       if (!root || root.threadRootId !== 0n) throw new NotFoundError("thread_root_id");
     }
-    const clientMsgId = m.clientMsgId === "" ? null : m.clientMsgId;
+    const posted = this.takeSeq(m.channelId);
+    const threadUpdated = root ? posted + 1n : undefined;
+    const mentions = m.mentions ?? NO_MENTIONS;
     const info = this.s.insertMessage.run(
       m.channelId,
       m.id,
       m.senderId,
       m.text,
-      clientMsgId,
+      m.clientMsgId === "" ? null : m.clientMsgId,
       rootId,
       alsoToChannel ? 1 : 0,
-      mentionsColumn(m.mentions ?? { userIds: [], channel: false, here: false }),
+      mentionsColumn(mentions),
       rootId === 0n || alsoToChannel ? 1 : 0,
+      threadUpdated === undefined ? String(posted) : `${posted},${threadUpdated}`,
     );
-    if (info.changes === 0) {
-      // Written before (a redelivered write-behind record): done, with what it logged then.
-      const same = this.s.getMessage.get(m.channelId, m.id) as Row | undefined;
-      if (same) {
-        const changes = seqList(same.post_seqs as string).map((seq) => toChange(this.s.changeAt.get(m.channelId, seq) as Row));
-        const first = toStoredMessage(same);
-        const again = first.threadRootId !== 0n ? this.get(m.channelId, first.threadRootId) : undefined;
-        return { message: first, duplicate: false, changes, ...(again && { root: again }) };
-      }
-      const original = this.s.findByClientMsgId.get(m.channelId, m.senderId, clientMsgId) as Row;
-      return { message: toStoredMessage(original), duplicate: true, changes: [] };
-    }
+    if (info.changes === 0) throw WRITTEN_BEFORE;
     const at = timestampOfId(m.id);
-    const changes = [this.log(m.channelId, "posted", m.id, m.senderId, "", at)];
-    if (root) {
+    const changes = [this.logAt(posted, m.channelId, "posted", m.id, m.senderId, "", at)];
+    if (root && threadUpdated !== undefined) {
       root = this.summarise(root);
-      changes.push(this.log(m.channelId, "thread_updated", root.id, m.senderId, "", at));
+      changes.push(this.logAt(threadUpdated, m.channelId, "thread_updated", root.id, m.senderId, "", at));
     }
-    this.s.setPostSeqs.run(idList(changes.map((c) => c.seq)), m.channelId, m.id);
-    return { message: this.get(m.channelId, m.id)!, duplicate: false, changes, ...(root && { root }) };
+    const message: StoredMessage = { ...newStoredMessage(m), threadRootId: rootId, alsoToChannel, mentions };
+    return { message, duplicate: false, changes, ...(root && { root }) };
+  }
+
+  /** The message is there: this same record written before (a redelivered write-behind record), or another with its key. */
+  private earlierAppend(m: MessageRecord): AppendOutcome {
+    const same = this.s.getMessage.get(m.channelId, m.id) as Row | undefined;
+    if (same) {
+      // Done before: answered with what it logged then.
+      const changes = seqList(same.post_seqs as string).map((seq) => toChange(this.s.changeAt.get(m.channelId, seq) as Row));
+      const first = toStoredMessage(same);
+      const root = first.threadRootId !== 0n ? this.get(m.channelId, first.threadRootId) : undefined;
+      return { message: first, duplicate: false, changes, ...(root && { root }) };
+    }
+    const original = this.s.findByClientMsgId.get(m.channelId, m.senderId, m.clientMsgId) as Row;
+    return { message: toStoredMessage(original), duplicate: true, changes: [] };
   }
 
   /** Recomputes a root's thread summary from its replies that are not deleted; returns the root now. */

@@ -113,4 +113,19 @@ export const MIGRATIONS: readonly string[] = [
     history_rev INTEGER NOT NULL DEFAULT 0
   );
   `,
+  // 3: a post writes one row fewer. The log's next seq is read from the log
+  // itself (its last entry + 1, inside the IMMEDIATE transaction that writes
+  // the entry), so channel_heads gives way to channel_revisions, which only
+  // changes that alter history pages write; and the partial history index,
+  // which the planner did not use (history pages scan the primary key and
+  // skip replies), is dropped.
+  `
+  CREATE TABLE channel_revisions (
+    channel_id  INTEGER PRIMARY KEY,
+    history_rev INTEGER NOT NULL
+  );
+  INSERT INTO channel_revisions (channel_id, history_rev) SELECT channel_id, history_rev FROM channel_heads WHERE history_rev != 0;
+  DROP TABLE channel_heads;
+  DROP INDEX messages_history;
+  `,
 ];

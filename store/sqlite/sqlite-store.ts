@@ -158,10 +158,10 @@ class SqliteStore implements ChatStore {
       newestFirst: p("SELECT * FROM messages WHERE channel_id = ? AND in_history = 1 AND id < ? AND id > ? ORDER BY id DESC LIMIT ?"),
       oldestFirst: p("SELECT * FROM messages WHERE channel_id = ? AND in_history = 1 AND id < ? AND id > ? ORDER BY id ASC LIMIT ?"),
       repliesNewestFirst: p(
-        "SELECT * FROM messages WHERE channel_id = ? AND thread_root_id = ? AND deleted_at = 0 AND id < ? AND id > ? ORDER BY id DESC LIMIT ?",
+        "SELECT * FROM messages INDEXED BY messages_thread WHERE channel_id = ? AND thread_root_id = ? AND thread_root_id != 0 AND deleted_at = 0 AND id < ? AND id > ? ORDER BY id DESC LIMIT ?",
       ),
       repliesOldestFirst: p(
-        "SELECT * FROM messages WHERE channel_id = ? AND thread_root_id = ? AND deleted_at = 0 AND id < ? AND id > ? ORDER BY id ASC LIMIT ?",
+        "SELECT * FROM messages INDEXED BY messages_thread WHERE channel_id = ? AND thread_root_id = ? AND thread_root_id != 0 AND deleted_at = 0 AND id < ? AND id > ? ORDER BY id ASC LIMIT ?",
       ),
     };
   }

@@ -5,6 +5,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createSqliteStore, SchemaTooNewError } from "../../store/sqlite/sqlite-store.js";
 import { MIGRATIONS } from "../../store/sqlite/migrations.js";
+import { newStoredMessage, NO_MENTIONS } from "../../store/store.js";
 import { describeStoreContract, group, membership, message, user } from "./store-contract.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "chat-sqlite-"));
@@ -86,6 +87,31 @@ describe("sqlite store", () => {
     db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
     db.close();
     expect(() => createSqliteStore({ file })).toThrow(SchemaTooNewError);
+  });
+
+  it("opens a database of schema version 1: its messages read as never changed, and change like new ones", async () => {
+    const file = path.join(dir, "v1.sqlite");
+    const db = new Database(file);
+    db.exec(MIGRATIONS[0]!);
+    db.pragma("user_version = 1");
+    const u = user();
+    const c = group(u.id);
+    db.prepare("INSERT INTO channels (id, kind, name, visibility, delivery, topic, created_by, created_at) VALUES (?, 'group', ?, 'public', 'persisted', '', ?, 0)").run(
+      c.id,
+      c.name,
+      u.id,
+    );
+    const old = message(c.id, u.id, "from before");
+    db.prepare("INSERT INTO messages (channel_id, id, sender_id, text) VALUES (?, ?, ?, ?)").run(c.id, old.id, u.id, old.text);
+    db.close();
+    const store = createSqliteStore({ file });
+    expect(await store.listMessages(c.id, { limit: 5, order: "newest-first" })).toEqual([newStoredMessage(old)]);
+    const posted = await store.appendMessage(message(c.id, u.id, "after"));
+    expect(posted.changes.map((x) => x.seq)).toEqual([1n]);
+    const edited = await store.editMessage({ channelId: c.id, id: old.id, senderId: u.id, text: "edited", mentions: NO_MENTIONS, at: 5 });
+    expect(edited.changes.map((x) => [x.seq, x.kind])).toEqual([[2n, "edited"]]);
+    expect(await store.historyRevision(c.id)).toBe(2n);
+    await store.close();
   });
 
   it("rejects appends after close instead of losing them", async () => {
