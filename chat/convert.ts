@@ -33,7 +33,6 @@ import type {
   ThreadSummaryRecord,
   UserRecord,
 } from "../store/store.js";
-import { newStoredMessage } from "../store/store.js";
 
 export const ts = (ms: number): Timestamp => timestampFromMs(ms);
 
@@ -133,9 +132,23 @@ export function messageToProto(m: StoredMessage, myEmoji?: ReadonlySet<string>):
   });
 }
 
-/** A message just posted, before anything changed it; or, if it is a stored one, as it is now. */
+/**
+ * A message just posted, before anything changed it (only the fields a post
+ * sets: this runs once per post); or, if it is a stored one, as it is now.
+ */
 export function postedToProto(m: MessageRecord | StoredMessage): Message {
-  return messageToProto("editedAt" in m ? m : newStoredMessage(m));
+  if ("editedAt" in m) return messageToProto(m);
+  const mentions = m.mentions;
+  return create(MessageSchema, {
+    id: m.id,
+    channelId: m.channelId,
+    senderId: m.senderId,
+    text: m.text,
+    createdAt: ts(timestampOfId(m.id)),
+    clientMsgId: m.clientMsgId,
+    ...(m.threadRootId !== undefined && m.threadRootId !== 0n && { threadRootId: m.threadRootId, alsoToChannel: m.alsoToChannel ?? false }),
+    ...(mentions && { mentionedUserIds: mentions.userIds, mentionsChannel: mentions.channel, mentionsHere: mentions.here }),
+  });
 }
 
 export function threadToProto(t: ThreadSummaryRecord): ThreadSummary {

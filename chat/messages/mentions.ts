@@ -11,6 +11,7 @@ import { MAX_ID } from "../../core/ids.js";
 export const MAX_MENTIONED_USERS = 50;
 
 const TOKEN = /<@(\d{1,19})>|<!(channel|here)>/g;
+const NONE: ParsedMentions = Object.freeze({ userIds: Object.freeze([]) as unknown as bigint[], channel: false, here: false });
 
 export interface ParsedMentions {
   /** Candidate user ids, in order of first mention, without repeats. */
@@ -20,6 +21,8 @@ export interface ParsedMentions {
 }
 
 export function parseMentions(text: string): ParsedMentions {
+  // Most texts mention no one: one scan for the opening of any token.
+  if (!text.includes("<")) return NONE;
   const userIds: bigint[] = [];
   let channel = false;
   let here = false;

@@ -93,13 +93,33 @@ export class SqliteConversations {
     return this.logAt(this.takeSeq(channelId), channelId, kind, messageId, actorId, emoji, at);
   }
 
+  /**
+   * Within one group commit, the last seq logged per channel: its appends
+   * need not read the log's end again (nobody else writes during the
+   * IMMEDIATE transaction). Undefined outside a group commit.
+   */
+  private batchHeads: Map<bigint, bigint> | undefined;
+
+  /** Runs one group commit's appends, reading each channel's log end once. */
+  inGroupCommit<T>(appends: () => T): T {
+    this.batchHeads = new Map();
+    try {
+      return appends();
+    } finally {
+      this.batchHeads = undefined;
+    }
+  }
+
   /** The next seq, until an entry is logged with it (two takes without a log between give the same). */
   private takeSeq(channelId: bigint): bigint {
+    const head = this.batchHeads?.get(channelId);
+    if (head !== undefined) return head + 1n;
     return (this.s.nextSeq.get(channelId) as Row).seq as bigint;
   }
 
   private logAt(seq: bigint, channelId: bigint, kind: ChangeKind, messageId: bigint, actorId: bigint, emoji: string, at: number): ChangeRecord {
     this.s.insertChange.run(channelId, seq, kind, messageId, actorId, emoji, at);
+    this.batchHeads?.set(channelId, seq);
     if (kind !== "posted") this.s.bumpRevision.run(channelId, seq);
     return { channelId, seq, kind, messageId, actorId, emoji, at };
   }
@@ -147,8 +167,11 @@ export class SqliteConversations {
   /** One append of a group commit; failures are returned, so that one bad record does not fail its batch. */
   append(m: MessageRecord): AppendOutcome {
     try {
-      return this.appendInSavepoint(m);
+      // A plain post writes nothing before its one insert that could need undoing; a reply writes its root too.
+      return (m.threadRootId ?? 0n) === 0n ? this.appendOrThrow(m) : this.appendInSavepoint(m);
     } catch (error) {
+      // A rolled-back savepoint took its log entries with it: read the log's end again.
+      this.batchHeads?.delete(m.channelId);
       if (error !== WRITTEN_BEFORE) return { error };
     }
     try {
@@ -159,9 +182,10 @@ export class SqliteConversations {
   }
 
   /**
-   * The seqs are taken before the row is written, so that the row carries
+   * The seqs are read before the row is written, so that the row carries
    * them (post_seqs) in its one insert; when the insert finds the message
-   * there already, WRITTEN_BEFORE rolls the savepoint (and the seqs) back.
+   * there already, WRITTEN_BEFORE ends the append before anything was
+   * written (for a reply, it rolls its savepoint back).
    */
   private appendOrThrow(m: MessageRecord): AppendOutcome {
     const rootId = m.threadRootId ?? 0n;

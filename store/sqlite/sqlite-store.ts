@@ -394,7 +394,9 @@ class SqliteStore implements ChatStore {
     let results: AppendOutcome[];
     try {
       // IMMEDIATE: another connection to the same file (a second store) cannot slip a write in between.
-      results = this.db.transaction(() => batch.map(({ message }) => this.conversations.append(message))).immediate();
+      results = this.db
+        .transaction(() => this.conversations.inGroupCommit(() => batch.map(({ message }) => this.conversations.append(message))))
+        .immediate();
     } catch (err) {
       for (const p of batch) p.reject(err);
       return;
