@@ -130,8 +130,9 @@ export type ChannelCursor = Message<"chat.v1.ChannelCursor"> & {
   channelId: bigint;
 
   /**
-   * The highest Event.seq the client has seen in the channel with every
-   * lower one seen too; 0 for none (everything the channel keeps is replayed).
+   * The highest Event.seq the client has seen in the channel (the gateway
+   * delivers each channel's changes in seq order); 0 for none (everything the
+   * channel keeps is replayed).
    *
    * @generated from field: uint64 last_seq = 3;
    */
