@@ -59,7 +59,7 @@ import { machineInfo } from "./support/machine.js";
 import { inParallel } from "./support/parallel.js";
 import { benchParams, envOf } from "./support/params.js";
 import { openPostStream } from "./support/post-stream.js";
-import { cpuSeconds } from "./support/proc.js";
+import { cpuMeter } from "./support/proc.js";
 import { grownSamples as grown, histogramQuantile, scrape } from "./support/scrape-workers.js";
 import type { WorkerStats } from "./support/ws-load-worker.js";
 import { nowMs, summarize, type LatencySummary } from "./support/stats.js";
@@ -115,28 +115,6 @@ function shuffle<T>(a: T[]): T[] {
     [a[i], a[j]] = [a[j]!, a[i]!];
   }
   return a;
-}
-
-// ---------------------------------------------------------------------------
-// CPU per process (from /proc), so that figures on a shared 2-core machine can be read.
-
-/** Measures the CPU each process used during a phase, as % of one core. */
-function cpuMeter(pids: () => Record<string, number | undefined>) {
-  const start = performance.now();
-  const before = Object.fromEntries(Object.entries(pids()).map(([k, pid]) => [k, pid === undefined ? undefined : cpuSeconds(pid)]));
-  const benchBefore = process.cpuUsage();
-  return () => {
-    const wall = (performance.now() - start) / 1000;
-    const out: Record<string, number> = {};
-    for (const [k, pid] of Object.entries(pids())) {
-      const b = before[k];
-      const a = pid === undefined ? undefined : cpuSeconds(pid);
-      if (a !== undefined && b !== undefined) out[k] = Math.round(((a - b) / wall) * 100);
-    }
-    const bench = process.cpuUsage(benchBefore);
-    out.bench = Math.round(((bench.user + bench.system) / 1e6 / wall) * 100);
-    return out;
-  };
 }
 
 // ---------------------------------------------------------------------------

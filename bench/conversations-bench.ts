@@ -64,7 +64,7 @@ import { machineInfo } from "./support/machine.js";
 import { inParallel } from "./support/parallel.js";
 import { benchParams, envOf } from "./support/params.js";
 import { openPostStream } from "./support/post-stream.js";
-import { cpuSeconds } from "./support/proc.js";
+import { cpuMeter } from "./support/proc.js";
 import { grownSamples, scrape } from "./support/scrape-workers.js";
 import { summarize, type LatencySummary } from "./support/stats.js";
 
@@ -130,27 +130,6 @@ function progress(label: string, total: number) {
       clearInterval(timer);
       return (performance.now() - t0) / 1000;
     },
-  };
-}
-
-// ---------------------------------------------------------------------------
-// CPU per process (from /proc), so that figures on a shared 2-core machine can be read.
-
-function cpuMeter(pids: Record<string, number | undefined>) {
-  const start = performance.now();
-  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, pid === undefined ? undefined : cpuSeconds(pid)]));
-  const benchBefore = process.cpuUsage();
-  return () => {
-    const wall = (performance.now() - start) / 1000;
-    const out: Record<string, number> = {};
-    for (const [k, pid] of Object.entries(pids)) {
-      const b = before[k];
-      const a = pid === undefined ? undefined : cpuSeconds(pid);
-      if (a !== undefined && b !== undefined) out[k] = Math.round(((a - b) / wall) * 100);
-    }
-    const bench = process.cpuUsage(benchBefore);
-    out.bench = Math.round(((bench.user + bench.system) / 1e6 / wall) * 100);
-    return out;
   };
 }
 
@@ -410,7 +389,7 @@ async function seed(dep: Deployment, clients: Clients, posters: User[], channel:
   const senders = new Map<bigint, bigint>();
   const errors = errorLog();
   const bar = progress("history posts", P.history);
-  const meter = cpuMeter(dep.pids);
+  const meter = cpuMeter(() => dep.pids);
   const sessions = Array.from({ length: 4 }, () => h2session(dep.url));
   const latencies: number[] = [];
   let issued = 0;
@@ -485,7 +464,7 @@ async function seed(dep: Deployment, clients: Clients, posters: User[], channel:
   const replyErrors = errorLog();
   const replyLatencies: number[] = [];
   const replyBar = progress("thread replies", roots.length);
-  const replyMeter = cpuMeter(dep.pids);
+  const replyMeter = cpuMeter(() => dep.pids);
   await inParallel(roots.length, P.concurrency, async (d) => {
     const root = roots[d]!;
     const replier = posters[(d + 5) % POSTERS]!;
@@ -513,7 +492,7 @@ async function seed(dep: Deployment, clients: Clients, posters: User[], channel:
   const reactionErrors = errorLog();
   const reactionLatencies: number[] = [];
   const reactionBar = progress("history reactions", plannedReactions);
-  const reactionMeter = cpuMeter(dep.pids);
+  const reactionMeter = cpuMeter(() => dep.pids);
   await inParallel(roots.length, P.concurrency, async (d) => {
     const root = roots[d]!;
     const decoration = decorations.get(root) ?? { replierId: 0n, reactions: [] };
@@ -625,7 +604,7 @@ async function measureReads(dep: Deployment, clients: Clients, posters: User[], 
   for (let i = 0; i < P["read-warmup"]; i++) await read(randomCursor(), false);
   const metricsUrl = new URL("/metrics", dep.url).href;
   const sourcesBefore = await scrape(metricsUrl, ["chat_history_reads_total"]);
-  const meter = cpuMeter(dep.pids);
+  const meter = cpuMeter(() => dep.pids);
   const ms: number[] = [];
   let reactionsSeen = 0;
   let threadsSeen = 0;
@@ -671,7 +650,7 @@ async function measureEdits(dep: Deployment, clients: Clients, posters: User[], 
   const check = checker();
   const errors = errorLog();
   const ms: number[] = [];
-  const meter = cpuMeter(dep.pids);
+  const meter = cpuMeter(() => dep.pids);
   let i = 0;
   for (const id of picked) {
     const text = `edited ${i++}: the quick brown fox jumps over the lazy dog`;
@@ -745,7 +724,7 @@ function checkKinds(check: Checker, got: Partial<Record<EventKind, number>>, wan
 
 async function measureChanges(dep: Deployment, clients: Clients, reader: User, h: History, edited: number) {
   const check = checker();
-  const meter = cpuMeter(dep.pids);
+  const meter = cpuMeter(() => dep.pids);
   const r = await pageChanges(clients, reader.token, h.channel, P["list-changes-limit"], check);
   const cpuPercent = meter();
   // Every post logs "posted", a reply also "thread_updated" for its root; each reaction "reaction_added"; each edit "edited".
@@ -802,7 +781,7 @@ async function measureHotMessage(dep: Deployment, clients: Clients, owner: User)
     const ms: number[] = [];
     let maxCount = 0;
     const bar = progress(`reactions ${emoji}`, N);
-    const meter = cpuMeter(dep.pids);
+    const meter = cpuMeter(() => dep.pids);
     await inParallel(N, P.concurrency, async (i) => {
       const a = await clients.call(MessageService.method.addReaction, reactors[i]!.token, { channelId: channel, messageId, emoji });
       if (a.error || !a.value) return errors.add(a.error ?? "no answer");

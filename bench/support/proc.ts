@@ -193,3 +193,22 @@ export function loadAverage(): number[] | undefined {
   const v = (read("/proc/loadavg") ?? "").split(" ").slice(0, 3).map(Number);
   return v.length === 3 && v.every(Number.isFinite) ? v : undefined;
 }
+
+/** Measures the CPU each process (and this one, as `bench`) used during a phase, as % of one core. */
+export function cpuMeter(pids: () => Record<string, number | undefined>): () => Record<string, number> {
+  const start = performance.now();
+  const before = Object.fromEntries(Object.entries(pids()).map(([k, pid]) => [k, pid === undefined ? undefined : cpuSeconds(pid)]));
+  const benchBefore = process.cpuUsage();
+  return () => {
+    const wall = (performance.now() - start) / 1000;
+    const out: Record<string, number> = {};
+    for (const [k, pid] of Object.entries(pids())) {
+      const b = before[k];
+      const a = pid === undefined ? undefined : cpuSeconds(pid);
+      if (a !== undefined && b !== undefined) out[k] = Math.round(((a - b) / wall) * 100);
+    }
+    const bench = process.cpuUsage(benchBefore);
+    out.bench = Math.round(((bench.user + bench.system) / 1e6 / wall) * 100);
+    return out;
+  };
+}
