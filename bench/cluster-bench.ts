@@ -39,16 +39,12 @@
  * also on error, timeout and SIGINT.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import cassandra from "cassandra-driver";
 import { execFileSync, fork, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { ChannelService, DeliveryMode } from "../gen/chat/v1/channel_pb.js";
 import { ListMessagesRequestSchema, ListMessagesResponseSchema } from "../gen/chat/v1/message_pb.js";
-import { UserService } from "../gen/chat/v1/user_pb.js";
 import { CASSANDRA_VERSION, startCassandra } from "../infra/harness/cassandra.js";
 import { startChatProcess, type ChatProcess } from "../infra/harness/chat-process.js";
 import { ensureNatsServer, startNatsServer } from "../infra/harness/nats-server.js";
@@ -57,6 +53,7 @@ import { ask } from "./support/ipc.js";
 import { cleanupAll, isStopping, onCleanup, runMain, stopOnSignalsAndTimeout, track } from "./support/lifecycle.js";
 import { machineInfo } from "./support/machine.js";
 import { inParallel } from "./support/parallel.js";
+import { setupClients, type User } from "./support/setup-clients.js";
 import { benchParams, envOf } from "./support/params.js";
 import { openPostStream } from "./support/post-stream.js";
 import { cpuMeter } from "./support/proc.js";
@@ -284,36 +281,6 @@ function redact(env: Record<string, string>): Record<string, string> {
 // Clients: Connect (binary, HTTP/2) for setup; a lean Connect-binary caller over
 // raw h2c for measured reads and the gRPC post stream for posts, so that the
 // load generator costs less CPU than the servers it loads.
-
-interface User {
-  id: bigint;
-  token: string;
-}
-
-function setupClients(apiUrl: string) {
-  const transport = createConnectTransport({ baseUrl: apiUrl, httpVersion: "2", useBinaryFormat: true });
-  const as = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
-  const users = createClient(UserService, transport);
-  const channels = createClient(ChannelService, transport);
-  return {
-    async createUsers(n: number, prefix: string): Promise<User[]> {
-      const out: User[] = new Array<User>(n);
-      await inParallel(n, 32, async (i) => {
-        const { user } = await users.createUser({ name: `${prefix} ${i}`, email: `${prefix}-${i}@bench.example.com` }, as(ADMIN));
-        const { token } = await users.issueToken({ userId: user!.id, ttlSeconds: 6 * 3600 }, as(ADMIN));
-        out[i] = { id: user!.id, token };
-      });
-      return out;
-    },
-    async createChannel(owner: User, name: string): Promise<bigint> {
-      const { channel } = await channels.createChannel({ name, delivery: DeliveryMode.PERSISTED }, as(owner.token));
-      return channel!.id;
-    },
-    async join(user: User, channelId: bigint): Promise<void> {
-      await channels.joinChannel({ channelId }, as(user.token));
-    },
-  };
-}
 
 interface PostLoad {
   posts: number;
@@ -771,7 +738,7 @@ async function runMode(mode: Mode, infra: Infra | undefined): Promise<Record<str
   const meterPids = () => dep.pids;
   const result: Record<string, unknown> = { deployment: dep.description };
   try {
-    const clients = setupClients(dep.apiUrl);
+    const clients = setupClients(dep.apiUrl, ADMIN);
     // Posters: 16 users in 16 PERSISTED channels, all members of all.
     const posters = await clients.createUsers(16, "poster");
     const channels: bigint[] = [];

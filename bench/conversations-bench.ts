@@ -43,18 +43,14 @@
  * failed or a check found wrong data.
  */
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import cassandra from "cassandra-driver";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { ChannelService, DeliveryMode } from "../gen/chat/v1/channel_pb.js";
 import { EventService } from "../gen/chat/v1/event_service_pb.js";
 import type { Event } from "../gen/chat/v1/event_pb.js";
 import { MessageService, type ListMessagesResponse, type Message } from "../gen/chat/v1/message_pb.js";
-import { UserService } from "../gen/chat/v1/user_pb.js";
 import { CASSANDRA_VERSION, startCassandra } from "../infra/harness/cassandra.js";
 import { startChatProcess, type ChatProcess } from "../infra/harness/chat-process.js";
 import { stopChild } from "../infra/harness/processes.js";
@@ -65,6 +61,7 @@ import { inParallel } from "./support/parallel.js";
 import { benchParams, envOf } from "./support/params.js";
 import { openPostStream } from "./support/post-stream.js";
 import { cpuMeter } from "./support/proc.js";
+import { setupClients, type User } from "./support/setup-clients.js";
 import { grownSamples, scrape } from "./support/scrape-workers.js";
 import { summarize, type LatencySummary } from "./support/stats.js";
 
@@ -261,11 +258,6 @@ async function startOnCassandra(node: CassandraNode): Promise<Deployment> {
 // Clients: Connect (binary, HTTP/2) for users and channels; for everything
 // measured, the lean Connect-binary caller over raw h2c (support/h2-caller.ts).
 
-interface User {
-  id: bigint;
-  token: string;
-}
-
 interface Answer<T> {
   ms: number;
   value?: T;
@@ -281,12 +273,9 @@ interface UnaryMethod<I extends DescMessage, O extends DescMessage> {
 }
 
 function clientsFor(url: string) {
-  const transport = createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: true });
-  const as = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
-  const users = createClient(UserService, transport);
-  const channels = createClient(ChannelService, transport);
   const h2 = createH2Caller(url, 4);
   return {
+    ...setupClients(url, ADMIN),
     /** One unary call; ms is the round trip, without encoding and decoding. Never throws. */
     async call<I extends DescMessage, O extends DescMessage>(method: UnaryMethod<I, O>, token: string, init: MessageInitShape<I>): Promise<Answer<MessageShape<O>>> {
       const body = toBinary(method.input, create(method.input, init));
@@ -297,22 +286,6 @@ function clientsFor(url: string) {
       } catch (err) {
         return { ms: NaN, error: `${method.name}: ${err instanceof Error ? err.message : String(err)}` };
       }
-    },
-    async createUsers(count: number, prefix: string, concurrency = 32): Promise<User[]> {
-      const out: User[] = new Array<User>(count);
-      await inParallel(count, concurrency, async (i) => {
-        const { user } = await users.createUser({ name: `${prefix} ${i}`, email: `${prefix}-${i}@bench.example.com` }, as(ADMIN));
-        const { token } = await users.issueToken({ userId: user!.id, ttlSeconds: 6 * 3600 }, as(ADMIN));
-        out[i] = { id: user!.id, token };
-      });
-      return out;
-    },
-    async createChannel(owner: User, name: string): Promise<bigint> {
-      const { channel } = await channels.createChannel({ name, delivery: DeliveryMode.PERSISTED }, as(owner.token));
-      return channel!.id;
-    },
-    async join(user: User, channelId: bigint): Promise<void> {
-      await channels.joinChannel({ channelId }, as(user.token));
     },
     close: () => h2.close(),
   };

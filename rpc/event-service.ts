@@ -6,7 +6,7 @@
  * resume was cut short.
  */
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import type { EventEmitter } from "node:events";
 import type { Fanout } from "../bus/fanout.js";
 import { EventService, SubscribeResponseSchema, type SubscribeResponse } from "../gen/chat/v1/event_service_pb.js";
@@ -14,7 +14,7 @@ import type { Event } from "../gen/chat/v1/event_pb.js";
 import type { ServerFrame } from "../gen/chat/v1/frame_pb.js";
 import type { ListChangesRequest, ListChangesResponse } from "../gen/chat/v1/event_service_pb.js";
 import type { UserPrincipal } from "../chat/auth.js";
-import { principalKey } from "./interceptors.js";
+import { userOf } from "./interceptors.js";
 import { AsyncQueue } from "../core/async-queue.js";
 import type { EventBackend } from "../realtime/event-backend.js";
 import { DISCONNECT, streamEnd } from "../realtime/disconnect.js";
@@ -54,14 +54,12 @@ export function registerEventService(router: ConnectRouter, options: EventServic
   const sessionEnv = { backend, fanout, options: { resumeLimit: options.resumeLimit, maxHeldEvents: options.maxQueued, maxCursors: 10_000 } };
   router.service(EventService, {
     listChanges(req, ctx) {
-      const principal = ctx.values.get(principalKey);
-      if (principal?.kind !== "user") throw new ConnectError("this method needs a user token", Code.PermissionDenied);
+      const principal = userOf(ctx);
       ctx.responseHeader.set("cache-control", "private, no-cache");
       return options.listChanges(principal, req);
     },
     async *subscribe(req, ctx: HandlerContext) {
-      const principal = ctx.values.get(principalKey);
-      if (principal?.kind !== "user") throw new ConnectError("this method needs a user token", Code.PermissionDenied);
+      const principal = userOf(ctx);
       const queue = new AsyncQueue<SubscribeResponse>(options.maxQueued, () =>
         streamEnd(DISCONNECT.tooSlow, `more than ${options.maxQueued} events queued`),
       );

@@ -3,10 +3,10 @@
  * error mapping (store errors to codes, internals never leaked), metrics and
  * a log line for failures.
  */
-import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../core/logger.js";
 import type { ApiMetrics } from "../core/metrics.js";
-import { ON_BEHALF_OF_HEADER, type Authenticator, type Principal } from "../chat/auth.js";
+import { ON_BEHALF_OF_HEADER, type Authenticator, type Principal, type UserPrincipal } from "../chat/auth.js";
 import type { KnownUsers } from "../chat/known-users.js";
 import { MAX_ID } from "../core/ids.js";
 import { codeName } from "../chat/error-codes.js";
@@ -17,6 +17,21 @@ import { performance } from "node:perf_hooks";
 
 /** Where the authentication interceptor leaves the caller for handlers. */
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "principal" });
+
+/** The caller, set by the auth interceptor, which runs first for every method that is not public. */
+export function principalOf(ctx: HandlerContext): Principal {
+  const p = ctx.values.get(principalKey);
+  // Reaching a handler without one is a bug.
+  if (!p) throw new ConnectError("not authenticated", Code.Unauthenticated);
+  return p;
+}
+
+/** The calling user; PERMISSION_DENIED for the admin credential. */
+export function userOf(ctx: HandlerContext): UserPrincipal {
+  const p = principalOf(ctx);
+  if (p.kind !== "user") throw new ConnectError("this method needs a user token", Code.PermissionDenied);
+  return p;
+}
 
 export type AccessPolicy = "public" | "admin" | "admin-or-user" | "user";
 

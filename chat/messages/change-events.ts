@@ -8,6 +8,7 @@ import type { DeliveryMode } from "../../gen/chat/v1/channel_pb.js";
 import { EventSchema, type Event } from "../../gen/chat/v1/event_pb.js";
 import type { ChangeRecord, ChatStore, StoredMessage } from "../../store/store.js";
 import { messageToProto, threadToProto, ts } from "../convert.js";
+import type { EventPublisher } from "../events.js";
 
 /**
  * The event of one change. `message` is the changed message (for
@@ -50,6 +51,21 @@ export function changeEvent(change: ChangeRecord, message: StoredMessage | undef
     case "unpinned":
       return create(EventSchema, { ...base, payload: { case: "messageUnpinned", value: { messageId: id, byUserId: change.actorId } } });
   }
+}
+
+/**
+ * Publishes logged changes in their order, each as its event: a
+ * thread_updated with the root, every other kind with the changed message,
+ * as the change left them.
+ */
+export async function publishChanges(
+  events: EventPublisher,
+  delivery: DeliveryMode,
+  changes: readonly ChangeRecord[],
+  message: StoredMessage | undefined,
+  root: StoredMessage | undefined,
+): Promise<void> {
+  for (const change of changes) await events.messageChanged(changeEvent(change, change.kind === "thread_updated" ? root : message, delivery));
 }
 
 export interface ReplayedChanges {

@@ -121,17 +121,15 @@ export function createHistory(deps: Pick<ServiceDeps, "store" | "metrics" | "now
 }
 
 /**
- * Same revision and same ids: same content for this viewer too (their own
- * reactions move the revision like anyone's). Weak: equal meaning, not bytes.
+ * What makes a page's content: the revision moves with every change to a
+ * message (the viewer's own reactions too), and a page is a run of the
+ * channel's ids, so a post landing in it changes its first or last id, or
+ * its length. Weak: equal meaning, not equal bytes.
  */
 function etagOf(revision: bigint, page: Page): string {
-  let h = 0x811c9dc5;
-  const mix = (s: string) => {
-    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  };
-  for (const m of page.rows) mix(`${m.id},`);
-  mix(page.hasMore ? "+" : ".");
-  return `W/"${revision.toString(36)}-${page.rows.length}-${h.toString(36)}"`;
+  const first = page.rows[0]?.id ?? 0n;
+  const last = page.rows.at(-1)?.id ?? 0n;
+  return `W/"${revision.toString(36)}.${first.toString(36)}.${last.toString(36)}.${page.rows.length}${page.hasMore ? "+" : ""}"`;
 }
 
 /** A page order from the request's enum; UNSPECIFIED means `unspecified` (history: newest first; threads: oldest first). */

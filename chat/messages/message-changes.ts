@@ -36,11 +36,11 @@ import {
 import type { ChannelRecord, MessageChange, StoredMessage } from "../../store/store.js";
 import type { UserPrincipal } from "../auth.js";
 import type { ChannelAccess } from "../channels/access.js";
-import { deliveryModeOf, messageToProto, reactionToProto } from "../convert.js";
+import { deliveryModeOf } from "../convert.js";
 import type { ServiceDeps } from "../deps.js";
 import { failedPrecondition, notFound, permissionDenied } from "../errors.js";
 import { requireId, requireText } from "../validate.js";
-import { changeEvent } from "./change-events.js";
+import { publishChanges } from "./change-events.js";
 import { requireEmoji } from "./emoji.js";
 import { mentionsIn } from "./mentions.js";
 import { MAX_TEXT_LENGTH } from "./posting.js";
@@ -81,23 +81,11 @@ export function createMessageChanges(
   };
 
   /** Publishes the change's events, each with the message as the change left it. */
-  const publish = async (channel: ChannelRecord, result: MessageChange, root?: StoredMessage) => {
-    const delivery = deliveryModeOf(channel);
-    for (const change of result.changes) {
-      const message = change.kind === "thread_updated" ? root : result.message;
-      await events.messageChanged(changeEvent(change, message, delivery));
-    }
-  };
+  const publish = (channel: ChannelRecord, result: MessageChange, root?: StoredMessage) =>
+    publishChanges(events, deliveryModeOf(channel), result.changes, result.message, root);
 
-  /** The emoji the caller reacted with on m (Reaction.me). */
-  const myEmoji = async (caller: UserPrincipal, m: StoredMessage): Promise<Set<string>> => {
-    if (m.reactions.length === 0) return new Set();
-    return new Set((await store.reactionsOfUser(m.channelId, caller.userId, m.id, m.id)).map((r) => r.emoji));
-  };
-  const reactionsFor = async (caller: UserPrincipal, m: StoredMessage) => {
-    const mine = await myEmoji(caller, m);
-    return m.reactions.map((r) => reactionToProto(r, mine.has(r.emoji)));
-  };
+  /** The message as the caller sees it (Reaction.me). */
+  const viewed = async (caller: UserPrincipal, m: StoredMessage) => (await viewMessages(store, caller.userId, m.channelId, [m]))[0]!;
 
   return {
     async editMessage(caller, req) {
@@ -107,7 +95,7 @@ export function createMessageChanges(
       const mentions = await mentionsIn(text, (userId) => store.getMembership(channel.id, userId).then(Boolean));
       const result = await store.editMessage({ channelId: channel.id, id: message.id, senderId: caller.userId, text, mentions, at: now() });
       await publish(channel, result);
-      return create(EditMessageResponseSchema, { message: messageToProto(result.message, await myEmoji(caller, result.message)) });
+      return create(EditMessageResponseSchema, { message: await viewed(caller, result.message) });
     },
 
     async deleteMessage(caller, req) {
@@ -130,7 +118,7 @@ export function createMessageChanges(
       const { channel, message } = await target(caller, req);
       const result = await store.addReaction({ channelId: channel.id, messageId: message.id, userId: caller.userId, emoji, at: now() }, MAX_REACTION_EMOJI);
       await publish(channel, result);
-      return create(AddReactionResponseSchema, { reactions: await reactionsFor(caller, result.message) });
+      return create(AddReactionResponseSchema, { reactions: (await viewed(caller, result.message)).reactions });
     },
 
     async removeReaction(caller, req) {
@@ -138,14 +126,14 @@ export function createMessageChanges(
       const { channel, message } = await target(caller, req);
       const result = await store.removeReaction({ channelId: channel.id, messageId: message.id, userId: caller.userId, emoji, at: now() });
       await publish(channel, result);
-      return create(RemoveReactionResponseSchema, { reactions: await reactionsFor(caller, result.message) });
+      return create(RemoveReactionResponseSchema, { reactions: (await viewed(caller, result.message)).reactions });
     },
 
     async pinMessage(caller, req) {
       const { channel, message } = await target(caller, req);
       const result = await store.pinMessage(channel.id, message.id, caller.userId, now(), MAX_PINS);
       await publish(channel, result);
-      return create(PinMessageResponseSchema, { message: messageToProto(result.message, await myEmoji(caller, result.message)) });
+      return create(PinMessageResponseSchema, { message: await viewed(caller, result.message) });
     },
 
     async unpinMessage(caller, req) {

@@ -31,7 +31,7 @@ import { deliveryModeOf, postedToProto } from "../convert.js";
 import type { ServiceDeps } from "../deps.js";
 import { failedPrecondition } from "../errors.js";
 import { invalid, optionalId, optionalShortText, requireId, requireText } from "../validate.js";
-import { changeEvent } from "./change-events.js";
+import { publishChanges } from "./change-events.js";
 import { mentionsIn, parseMentions } from "./mentions.js";
 import { PublishOrder } from "./publish-order.js";
 import type { StoredMessages } from "./stored-messages.js";
@@ -91,8 +91,7 @@ export function createPosting(
   const publishPosted = async (channel: ChannelRecord, message: ReturnType<typeof postedToProto>, result: AppendResult | undefined) => {
     const posted = result?.changes[0];
     await events.messagePosted(channel, message, posted?.seq ?? 0n);
-    const threadUpdated = result?.changes[1];
-    if (threadUpdated) await events.messageChanged(changeEvent(threadUpdated, result.root, deliveryModeOf(channel)));
+    if (result && result.changes.length > 1) await publishChanges(events, deliveryModeOf(channel), result.changes.slice(1), undefined, result.root);
   };
 
   const post = async (caller: UserPrincipal, req: ValidPost, key: string, onQueued?: () => void) => {
@@ -225,8 +224,5 @@ function validPost(req: PostRequest): ValidPost {
  * passed the preview on (bus/seq-order.ts), and deliver it where they missed it.
  */
 export function publishStoredFastPost(events: EventPublisher, result: AppendResult): Promise<void> {
-  const delivery = DeliveryMode.FAST;
-  return Promise.all(result.changes.map((change) => events.messageChanged(changeEvent(change, change.kind === "posted" ? result.message : result.root, delivery)))).then(
-    () => undefined,
-  );
+  return publishChanges(events, DeliveryMode.FAST, result.changes, result.message, result.root);
 }

@@ -23,7 +23,7 @@ import {
   type ReactionSummary,
   type StoredMessage,
 } from "../store.js";
-import { idList, mentionsColumn, reactionsColumn, reactionsOf, seqList, toChange, toStoredMessage, type Row } from "./rows.js";
+import { idList, idsOf, mentionsColumn, reactionsColumn, toChange, toStoredMessage, type Row } from "./rows.js";
 
 /** Thrown inside an append's savepoint when its message is stored already, to undo the seqs it took. */
 const WRITTEN_BEFORE = Symbol("written before");
@@ -226,7 +226,7 @@ export class SqliteConversations {
     const same = this.s.getMessage.get(m.channelId, m.id) as Row | undefined;
     if (same) {
       // Done before: answered with what it logged then.
-      const changes = seqList(same.post_seqs as string).map((seq) => toChange(this.s.changeAt.get(m.channelId, seq) as Row));
+      const changes = idsOf(same.post_seqs as string).map((seq) => toChange(this.s.changeAt.get(m.channelId, seq) as Row));
       const first = toStoredMessage(same);
       const root = first.threadRootId !== 0n ? this.get(m.channelId, first.threadRootId) : undefined;
       return { message: first, duplicate: false, changes, ...(root && { root }) };
@@ -299,7 +299,8 @@ export class SqliteConversations {
   private reactionChanged(current: StoredMessage, r: ReactionChange, kind: "reaction_added" | "reaction_removed"): MessageChange {
     const count = Number((this.s.emojiCount.get(r.channelId, r.messageId, r.emoji) as Row).n);
     const userIds = (this.s.emojiSample.all(r.channelId, r.messageId, r.emoji) as Row[]).map((x) => x.user_id as bigint);
-    const summary: ReactionSummary[] = reactionsOf(reactionsColumn(current.reactions));
+    // The entries are replaced, never changed in place: a shallow copy will do.
+    const summary: ReactionSummary[] = [...current.reactions];
     const i = summary.findIndex((x) => x.emoji === r.emoji);
     if (count === 0) summary.splice(i, 1);
     else if (i === -1) summary.push({ emoji: r.emoji, count, userIds });

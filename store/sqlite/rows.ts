@@ -47,7 +47,8 @@ export function toMembership(r: Row, prefix = ""): MembershipRecord {
   };
 }
 
-const ids = (text: string): bigint[] => (text === "" ? [] : text.split(",").map((s) => BigInt(s)));
+/** A comma-separated list of ids (or seqs), as the schema keeps them in one column, and back. */
+export const idsOf = (text: string): bigint[] => (text === "" ? [] : text.split(",").map((s) => BigInt(s)));
 export const idList = (list: readonly bigint[]): string => list.join(",");
 
 export function mentionsColumn(m: Mentions): string | null {
@@ -66,7 +67,7 @@ export function reactionsColumn(list: readonly ReactionSummary[]): string | null
   return JSON.stringify(list.map((r) => ({ e: r.emoji, n: r.count, u: r.userIds.map(String) })));
 }
 
-export function reactionsOf(column: unknown): ReactionSummary[] {
+function reactionsOf(column: unknown): ReactionSummary[] {
   if (column == null) return [];
   return (JSON.parse(column as string) as Array<{ e: string; n: number; u: string[] }>).map((r) => ({
     emoji: r.e,
@@ -90,7 +91,7 @@ export function toStoredMessage(r: Row): StoredMessage {
     deletedAt: num(r.deleted_at),
     thread:
       replyCount > 0
-        ? { replyCount, latestReplyId: r.latest_reply_id as bigint, recentReplierIds: ids(r.recent_repliers as string) }
+        ? { replyCount, latestReplyId: r.latest_reply_id as bigint, recentReplierIds: idsOf(r.recent_repliers as string) }
         : undefined,
     reactions: reactionsOf(r.reactions),
     pinnedAt: num(r.pinned_at),
@@ -109,5 +110,3 @@ export function toChange(r: Row): ChangeRecord {
     at: num(r.at),
   };
 }
-
-export const seqList = (text: string): bigint[] => ids(text);
